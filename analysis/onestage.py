@@ -1,0 +1,431 @@
+"""One-stage linear mixed model for IPD meta-analysis, fitted exactly from per-trial statistics.
+
+Model, for participant j of trial i::
+
+    y_ij = z_ij' b_i + x_ij' beta + t_ij u_i + e_ij,   u_i ~ N(0, tau^2),  e_ij ~ N(0, sigma_i^2)
+
+``z`` holds the trial-specific (stratified) fixed terms (intercept, baseline, covariate
+main effects), ``x`` the common fixed terms (exercise first, then interactions), and ``t``
+(the first column of ``x``) carries the random exercise effect. Residual variances are one
+common ``sigma^2`` (primary) or one per trial.
+
+Why by hand: the restricted likelihood only depends on each trial's cross-products of
+``[x, y]`` after projecting out that trial's own ``z`` (Harville 1974), so a likelihood
+evaluation costs O(trials) instead of O(participants). statsmodels' MixedLM builds the
+stratified design (2 columns per trial) densely and has no small-sample inference; this
+module adds Satterthwaite degrees of freedom from an analytic Hessian.
+
+Every per-trial matrix below lives in the algebra spanned by ``I`` and ``t t'`` (``t`` the
+residualised exercise column), so products of covariance operators are kept as pairs
+``(a, b)`` meaning ``a I + b t t'`` -- see :func:`_op_mul`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize, stats
+
+__all__ = [
+    "TrialStats",
+    "OneStageFit",
+    "sufficient_stats",
+    "fit_reml",
+    "reml_deviance",
+    "reml_deviance_dense",
+]
+
+_RANK_TOL = 1e-10
+LOG2PI = np.log(2 * np.pi)
+
+
+@dataclass(frozen=True)
+class TrialStats:
+    """Per-trial sufficient statistics of the one-stage model (no row-level data).
+
+    ``cross[i]`` is the (q+1)x(q+1) cross-product of ``[x, y]`` after projecting out
+    trial i's own fixed terms; ``resid_df[i]`` is n_i minus their rank; ``logdet_ztz[i]``
+    is log|Z_i'Z_i| (makes the likelihood equal the textbook one, constant included).
+    """
+
+    trial_ids: np.ndarray
+    terms: tuple[str, ...]
+    cross: np.ndarray
+    resid_df: np.ndarray
+    logdet_ztz: np.ndarray
+    n: np.ndarray
+    n_treated: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return len(self.trial_ids)
+
+    def subset(self, keep) -> "TrialStats":
+        keep = np.asarray(keep)
+        return TrialStats(
+            self.trial_ids[keep], self.terms, self.cross[keep], self.resid_df[keep],
+            self.logdet_ztz[keep], self.n[keep], self.n_treated[keep],
+        )
+
+
+def _group_starts(trial):
+    """Sort order and group boundaries for a trial label array."""
+    codes, labels = _factorize(trial)
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    return order, starts, labels
+
+
+def _factorize(trial):
+    labels, codes = np.unique(np.asarray(trial), return_inverse=True)
+    return codes, labels
+
+
+def sufficient_stats(trial, y, x, z=None, terms=None) -> TrialStats:
+    """Per-trial statistics for outcome ``y``, common terms ``x`` (exercise first) and
+    trial-specific terms ``z`` (an intercept per trial is always included).
+
+    Columns of ``z`` that are constant or collinear within a trial are dropped for that
+    trial only, as a rank-deficient fixed effect would be.
+    """
+    y = np.asarray(y, dtype=float)
+    x = np.asarray(x, dtype=float)
+    if x.ndim == 1:
+        x = x[:, None]
+    n_obs = len(y)
+    z = np.zeros((n_obs, 0)) if z is None else np.asarray(z, dtype=float)
+    if z.ndim == 1:
+        z = z[:, None]
+    q = x.shape[1]
+    terms = tuple(terms) if terms is not None else tuple(f"x{j}" for j in range(q))
+    order, starts, labels = _group_starts(trial)
+    w = np.column_stack([z, x, y])[order]
+    counts = np.diff(np.r_[starts, n_obs])
+    # Centring within trial projects out the intercept exactly and keeps sums well conditioned.
+    means = np.add.reduceat(w, starts, axis=0) / counts[:, None]
+    wc = w - np.repeat(means, counts, axis=0)
+    outer = wc[:, :, None] * wc[:, None, :]
+    raw = np.add.reduceat(outer, starts, axis=0)  # (k, d, d)
+    p = z.shape[1]
+    k = len(starts)
+    cross = np.empty((k, q + 1, q + 1))
+    resid_df = np.empty(k)
+    logdet = np.empty(k)
+    for i in range(k):
+        zz, zw, ww = raw[i, :p, :p], raw[i, :p, p:], raw[i, p:, p:]
+        rank = 0
+        ld = np.log(counts[i])
+        if p:
+            scale = np.sqrt(np.where(np.diag(zz) > 0, np.diag(zz), 1.0))
+            evals, evecs = np.linalg.eigh(zz / np.outer(scale, scale))
+            ok = evals > _RANK_TOL * max(evals.max(initial=0.0), 1.0)
+            rank = int(ok.sum())
+            if rank:
+                basis = evecs[:, ok] / scale[:, None]  # z-coordinates of an orthogonalisable basis
+                zb = basis.T @ zz @ basis
+                proj = basis @ np.linalg.solve(zb, basis.T)
+                ww = ww - zw.T @ proj @ zw
+                ld += np.sum(np.log(evals[ok])) + 2 * np.sum(np.log(scale))
+                # log|Z'Z| of the retained columns: the retained basis spans them, the
+                # determinant is taken in the original column scaling when nothing is dropped.
+        cross[i] = (ww + ww.T) / 2
+        resid_df[i] = counts[i] - 1 - rank
+        logdet[i] = ld
+    treated = np.add.reduceat((x[order, 0] != 0).astype(float), starts)
+    return TrialStats(labels, terms, cross, resid_df, logdet, counts.astype(int), treated.astype(int))
+
+
+# ----------------------------------------------------------------------------- likelihood
+
+
+def _mixed_cross(st: TrialStats, sigma2, tau2):
+    """Sum over trials of [x,y]' V_i^{-1} [x,y] and the per-trial log|V_i|."""
+    s = st.cross[:, :, 0]  # cross-products with the exercise column
+    stt = st.cross[:, 0, 0]
+    sigma2 = np.broadcast_to(np.asarray(sigma2, float), stt.shape)
+    c = tau2 / (sigma2 * (sigma2 + tau2 * stt))
+    m = np.einsum("i,ijk->jk", 1 / sigma2, st.cross) - np.einsum("i,ij,ik->jk", c, s, s)
+    logdet_v = st.resid_df * np.log(sigma2) + np.log1p(tau2 * stt / sigma2)
+    return m, logdet_v
+
+
+def reml_deviance(st: TrialStats, sigma2, tau2) -> float:
+    """-2 x restricted log-likelihood (lme4's REML criterion at these parameters)."""
+    q = len(st.terms)
+    m, logdet_v = _mixed_cross(st, sigma2, tau2)
+    a, b, yy = m[:q, :q], m[:q, q], m[q, q]
+    sign, logdet_a = np.linalg.slogdet(a)
+    if sign <= 0:
+        return np.inf
+    rss = yy - b @ np.linalg.solve(a, b)
+    nu = st.resid_df.sum() - q
+    return float(nu * LOG2PI + logdet_v.sum() + logdet_a + rss + st.logdet_ztz.sum())
+
+
+def _profiled_deviance(st: TrialStats, gamma: float) -> tuple[float, float]:
+    """REML deviance with sigma^2 profiled out, for the ratio gamma = tau^2 / sigma^2."""
+    q = len(st.terms)
+    m, logdet_v = _mixed_cross(st, 1.0, gamma)
+    a, b, yy = m[:q, :q], m[:q, q], m[q, q]
+    sign, logdet_a = np.linalg.slogdet(a)
+    rss = yy - b @ np.linalg.solve(a, b)
+    nu = st.resid_df.sum() - q
+    if sign <= 0 or rss <= 0:
+        return np.inf, np.nan
+    sigma2 = rss / nu
+    dev = nu * (1 + LOG2PI + np.log(sigma2)) + logdet_v.sum() + logdet_a + st.logdet_ztz.sum()
+    return float(dev), float(sigma2)
+
+
+def reml_deviance_dense(trial, y, x, z, sigma2, tau2) -> float:
+    """Direct evaluation with the full N x N covariance matrix: a check, not for use."""
+    trial = np.asarray(trial)
+    y = np.asarray(y, float)
+    x = np.asarray(x, float).reshape(len(y), -1)
+    z = np.zeros((len(y), 0)) if z is None else np.asarray(z, float).reshape(len(y), -1)
+    labels = np.unique(trial)
+    blocks = []
+    for lab in labels:
+        rows = trial == lab
+        zi = np.column_stack([np.ones(rows.sum()), z[rows]])
+        # keep a linearly independent set of columns, as sufficient_stats does
+        _, r_ = np.linalg.qr(zi)
+        ind = np.abs(np.diag(r_)) > 1e-9 * np.abs(np.diag(r_)).max()
+        cols = np.zeros((len(y), ind.sum()))
+        cols[rows] = zi[:, ind]
+        blocks.append(cols)
+    f = np.column_stack(blocks + [x])
+    s2 = np.broadcast_to(np.asarray(sigma2, float), labels.shape)
+    v = np.zeros((len(y), len(y)))
+    for i, lab in enumerate(labels):
+        rows = np.flatnonzero(trial == lab)
+        t = x[rows, 0]
+        v[np.ix_(rows, rows)] = s2[i] * np.eye(len(rows)) + tau2 * np.outer(t, t)
+    vinv = np.linalg.inv(v)
+    fvf = f.T @ vinv @ f
+    beta = np.linalg.solve(fvf, f.T @ vinv @ y)
+    r = y - f @ beta
+    n, p = f.shape
+    return float(
+        (n - p) * LOG2PI + np.linalg.slogdet(v)[1] + np.linalg.slogdet(fvf)[1] + r @ vinv @ r
+    )
+
+
+# ----------------------------------------------------------------------------- operator algebra
+
+
+def _op_mul(x, y, stt):
+    """(a1 I + b1 tt')(a2 I + b2 tt') = a1a2 I + (a1b2 + b1a2 + b1b2 t't) tt', per trial."""
+    a1, b1 = x
+    a2, b2 = y
+    return a1 * a2, a1 * b2 + b1 * a2 + b1 * b2 * stt
+
+
+def _op_trace(op, m, stt):
+    a, b = op
+    return a * m + b * stt
+
+
+def _op_form(op, st: TrialStats):
+    """Sum over trials of [x,y]' (a I + b tt') [x,y], a (q+1)x(q+1) matrix."""
+    a, b = op
+    s = st.cross[:, :, 0]
+    return np.einsum("i,ijk->jk", a, st.cross) + np.einsum("i,ij,ik->jk", b, s, s)
+
+
+def _variance_components(st: TrialStats, trial_specific: bool):
+    """Derivative operators dV_i/dphi_j as (a, b) pairs, one per variance parameter."""
+    k = st.k
+    comps = []
+    if trial_specific:
+        for i in range(k):
+            a = np.zeros(k)
+            a[i] = 1.0
+            comps.append((a, np.zeros(k)))
+    else:
+        comps.append((np.ones(k), np.zeros(k)))
+    comps.append((np.zeros(k), np.ones(k)))
+    return comps
+
+
+def _derivatives(st: TrialStats, sigma2, tau2, trial_specific, active):
+    """Analytic gradient and Hessian of the REML deviance, and the derivative of
+    Cov(beta_hat), with respect to the active variance parameters (sigma^2 or each
+    sigma_i^2, then tau^2). Formulas: Searle, Casella and McCulloch (1992), ch. 6."""
+    q = len(st.terms)
+    stt = st.cross[:, 0, 0]
+    m = st.resid_df
+    sig = np.broadcast_to(np.asarray(sigma2, float), stt.shape)
+    vinv = (1 / sig, -tau2 / (sig * (sig + tau2 * stt)))
+    comps = [c for c, on in zip(_variance_components(st, trial_specific), active) if on]
+    mv = _op_form(vinv, st)
+    c_mat = np.linalg.inv(mv[:q, :q])
+    beta = c_mat @ mv[:q, q]  # GLS estimate at these variance parameters: P y = V^-1 (y - X beta)
+    w = np.r_[-beta, 1.0]
+    nvc = len(comps)
+    dv = [_op_mul(vinv, _op_mul(cj, vinv, stt), stt) for cj in comps]  # V^-1 V_j V^-1
+    g_form = [_op_form(op, st) for op in dv]  # [x,y]' V^-1 V_j V^-1 [x,y]
+    grad = np.empty(nvc)
+    hess = np.empty((nvc, nvc))
+    dcov = np.empty((nvc, q, q))
+    for j in range(nvc):
+        gj = g_form[j]
+        tr_pvj = _op_trace(_op_mul(vinv, comps[j], stt), m, stt).sum() - np.trace(c_mat @ gj[:q, :q])
+        grad[j] = tr_pvj - w @ gj @ w
+        dcov[j] = c_mat @ gj[:q, :q] @ c_mat  # d(X'V^-1X)^-1/dphi_j = C X'V^-1 V_j V^-1 X C
+    for j in range(nvc):
+        for l in range(j, nvc):
+            # The operators commute (all are polynomials in tt'), so both cross terms of
+            # tr(P V_j P V_l) with P = D - G C G' are equal.
+            vjv = _op_mul(_op_mul(vinv, comps[j], stt), _op_mul(vinv, comps[l], stt), stt)
+            o3 = _op_form(_op_mul(vjv, vinv, stt), st)  # [x,y]' V^-1 V_j V^-1 V_l V^-1 [x,y]
+            gj, gl = g_form[j][:q, :q], g_form[l][:q, :q]
+            tr_pvpv = (
+                _op_trace(vjv, m, stt).sum()
+                - 2 * np.trace(c_mat @ o3[:q, :q])
+                + np.trace(c_mat @ gj @ c_mat @ gl)
+            )
+            # y'P V_j P V_l P y, with P y = V^-1 e and e the residual vector
+            quad = w @ o3 @ w - (w @ g_form[j][:, :q]) @ c_mat @ (g_form[l][:q, :] @ w)
+            hess[j, l] = hess[l, j] = -tr_pvpv + 2 * quad
+    return grad, hess, dcov
+
+
+@dataclass
+class OneStageFit:
+    """Estimates of a one-stage fit; ``coef``/``cov`` follow ``terms``."""
+
+    terms: tuple[str, ...]
+    coef: np.ndarray
+    cov: np.ndarray
+    df: np.ndarray
+    sigma2: np.ndarray
+    tau2: float
+    deviance: float
+    n_trials: int
+    n_participants: int
+    converged: bool
+    boundary: bool
+    inference: str
+    residual: str
+    message: str = ""
+    trial_ids: np.ndarray = field(default_factory=lambda: np.array([]))
+
+    def se(self, term=0):
+        j = self._index(term)
+        return float(np.sqrt(self.cov[j, j]))
+
+    def _index(self, term):
+        return self.terms.index(term) if isinstance(term, str) else int(term)
+
+    def summary(self, term=0, level=0.95) -> dict:
+        """Estimate, SE, t-based CI and p (df = inf for z), tau^2 and the prediction interval."""
+        j = self._index(term)
+        est, se, df = float(self.coef[j]), self.se(j), float(self.df[j])
+        crit = stats.t.ppf(0.5 + level / 2, df) if np.isfinite(df) else stats.norm.ppf(0.5 + level / 2)
+        tstat = est / se if se > 0 else np.nan
+        p = 2 * (stats.t.sf(abs(tstat), df) if np.isfinite(df) else stats.norm.sf(abs(tstat)))
+        k = self.n_trials
+        if j == 0 and k > 2 and np.isfinite(self.tau2):
+            half = stats.t.ppf(0.5 + level / 2, k - 2) * np.sqrt(self.tau2 + se**2)
+            pi = (est - half, est + half)
+        else:
+            pi = (np.nan, np.nan)
+        return dict(
+            estimate=est, se=se, ci_low=est - crit * se, ci_high=est + crit * se, df=df,
+            p=float(p), tau2=self.tau2, pi_low=pi[0], pi_high=pi[1],
+            n_trials=self.n_trials, n_participants=self.n_participants,
+            converged=self.converged,
+        )
+
+
+def _gamma_optimum(st: TrialStats):
+    """Maximise the profiled restricted likelihood over gamma = tau^2/sigma^2 >= 0."""
+    f = lambda lg: _profiled_deviance(st, np.exp(lg))[0]  # noqa: E731
+    grid = np.linspace(-12, 8, 41)
+    vals = np.array([f(g) for g in grid])
+    i = int(np.nanargmin(vals))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    res = optimize.minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
+    dev0, _ = _profiled_deviance(st, 0.0)
+    if dev0 <= res.fun + 1e-9 or i == 0:
+        # Boundary: the likelihood is maximised at tau^2 = 0 (lme4 would call it singular).
+        return 0.0, bool(res.success)
+    return float(np.exp(res.x)), bool(res.success)
+
+
+def _fit_trial_specific(st: TrialStats, gamma0: float, sigma2_0: float):
+    k = st.k
+    start = np.r_[np.full(k, np.log(sigma2_0)), np.sqrt(gamma0 * sigma2_0)]
+
+    def obj(par):
+        return reml_deviance(st, np.exp(par[:k]), par[k] ** 2)
+
+    res = optimize.minimize(obj, start, method="L-BFGS-B", options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9})
+    return np.exp(res.x[:k]), float(res.x[k] ** 2), bool(res.success), float(res.fun)
+
+
+def fit_reml(
+    st: TrialStats,
+    inference: str = "satterthwaite",
+    residual: str = "common",
+    random_effect: bool = True,
+) -> OneStageFit:
+    """REML fit of the one-stage model from per-trial statistics.
+
+    Parameters
+    ----------
+    inference : ``"satterthwaite"`` (t with Satterthwaite df; default) or ``"z"``.
+    residual : ``"common"`` (one sigma^2; default) or ``"trial"`` (one per trial).
+    random_effect : False fits the common-effect model (tau^2 fixed at 0).
+    """
+    if inference not in ("satterthwaite", "z"):
+        raise ValueError("inference must be 'satterthwaite' or 'z'")
+    if residual not in ("common", "trial"):
+        raise ValueError("residual must be 'common' or 'trial'")
+    q = len(st.terms)
+    contributing = st.cross[:, 0, 0] > 1e-12
+    k = int(contributing.sum())
+    message = ""
+    if random_effect and k < 2:
+        random_effect = False
+        message = "fewer than two trials contribute: tau^2 is not estimable, common-effect model fitted"
+    if random_effect:
+        gamma, converged = _gamma_optimum(st)
+    else:
+        gamma, converged = 0.0, True
+    dev, sigma2 = _profiled_deviance(st, gamma)
+    tau2 = gamma * sigma2
+    sig = np.full(st.k, sigma2)
+    if residual == "trial":
+        sig, tau2, converged, dev = _fit_trial_specific(st, gamma, sigma2)
+        if not random_effect:
+            tau2 = 0.0
+    boundary = random_effect and tau2 <= 1e-10 * np.mean(sig)
+    if boundary:
+        tau2 = 0.0
+    m, _ = _mixed_cross(st, sig, tau2)
+    cov = np.linalg.inv(m[:q, :q])
+    coef = cov @ m[:q, q]
+    df = np.full(q, np.inf)
+    if inference == "satterthwaite":
+        active = [True] * (st.k if residual == "trial" else 1) + [random_effect and not boundary]
+        _, hess, dcov = _derivatives(st, sig, tau2, residual == "trial", active)
+        hinv = np.linalg.pinv(hess)
+        for j in range(q):
+            g = dcov[:, j, j]
+            # Satterthwaite: df = 2 Var^2 / Var(Var-hat), Var(phi-hat) ~ 2 H^-1 (H of -2 l_R)
+            var_var = 2 * g @ hinv @ g
+            df[j] = 2 * cov[j, j] ** 2 / var_var if var_var > 0 else np.inf
+    if not random_effect and not message:
+        message = "common-effect model"
+    if boundary:
+        message = "tau^2 estimated at the boundary (0): the fit is a common-effect fit"
+    return OneStageFit(
+        terms=st.terms, coef=coef, cov=cov, df=df, sigma2=sig, tau2=float(tau2) if random_effect else 0.0,
+        deviance=float(reml_deviance(st, sig, tau2)), n_trials=int(st.k), n_participants=int(st.n.sum()),
+        converged=bool(converged), boundary=bool(boundary), inference=inference, residual=residual,
+        message=message, trial_ids=st.trial_ids,
+    )
