@@ -1,0 +1,118 @@
+"""Command line: ``python -m analysis <verb>`` (verbs and paths fixed by CONTRACT.md)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .errors import InputError
+from .paths import Paths
+
+__all__ = ["main"]
+
+log = logging.getLogger("analysis")
+
+
+def _progress(total: int, desc: str):
+    """A progress bar on stderr for long steps (quiet when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="trial", file=sys.stderr, leave=False,
+                disable=not sys.stderr.isatty())
+
+
+def cmd_demo_data(args, paths: Paths) -> int:
+    from . import demo
+
+    files = demo.write_raw(paths.raw, seed=args.seed)
+    if args.specs:
+        paths.specs.mkdir(parents=True, exist_ok=True)
+        for d in demo.designs():
+            (paths.specs / f"{d.trial_id}.yaml").write_text(demo.spec_text(d), encoding="utf-8")
+    print(f"wrote {len(files)} synthetic raw trial files (seed {args.seed}) to {paths.raw}")
+    return 0
+
+
+def cmd_harmonise(args, paths: Paths) -> int:
+    from .pipeline import harmonise
+
+    tables = harmonise(paths, progress=_progress)
+    flow = tables["flow"]
+    print(f"harmonised {len(flow)} trials: {flow.received.sum()} participants received, "
+          f"{flow.excluded.sum()} excluded (see exclusions.csv), {flow.analysed.sum()} in the master data "
+          f"-> {paths.derived}")
+    return 0
+
+
+def cmd_check(args, paths: Paths) -> int:
+    from .pipeline import check
+
+    problems, notes = check(paths)
+    for note in notes:
+        print(note)
+    if problems:
+        print(f"{len(problems)} problem(s) found:", file=sys.stderr)
+        for p in problems:
+            print(f"- {p}", file=sys.stderr)
+        return 1
+    print("check passed: every spec is valid and every raw file can be harmonised")
+    return 0
+
+
+def cmd_fit(args, paths: Paths) -> int:
+    from .pipeline import fit
+
+    written = fit(paths, progress=_progress)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_all(args, paths: Paths) -> int:
+    raw_empty = not paths.raw.exists() or not any(p for p in paths.raw.iterdir() if not p.name.startswith((".", "README")))
+    if raw_empty:
+        args.specs = False
+        cmd_demo_data(args, paths)
+    cmd_harmonise(args, paths)
+    return cmd_fit(args, paths)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=Paths().data_dir,
+                        help="folder holding specs/, raw/ and derived/ (default: data/ of the project)")
+    common.add_argument("--results-dir", type=Path, default=Paths().results_dir,
+                        help="folder for the results CSV files (default: results/ of the project)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log each step")
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Reproducible one-stage IPD meta-analysis of exercise for persistent low back pain.",
+    )
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="verb")
+    p = sub.add_parser("demo-data", parents=[common], help="write the synthetic raw trial files")
+    p.add_argument("--seed", type=int, default=2020, help="random seed (default 2020)")
+    p.add_argument("--specs", action="store_true", help="also (re)write the demo specs in data/specs/")
+    p.set_defaults(func=cmd_demo_data)
+    sub.add_parser("harmonise", parents=[common], help="validate and harmonise raw files into data/derived/").set_defaults(func=cmd_harmonise)
+    sub.add_parser("fit", parents=[common], help="fit every prespecified analysis into results/").set_defaults(func=cmd_fit)
+    p = sub.add_parser("all", parents=[common], help="demo-data (if data/raw is empty), harmonise, fit")
+    p.add_argument("--seed", type=int, default=2020, help="seed for demo-data (default 2020)")
+    p.set_defaults(func=cmd_all)
+    sub.add_parser("check", parents=[common], help="validate specs and raw files only; exit 1 with a report on problems").set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    paths = Paths(args.data_dir.resolve(), args.results_dir.resolve())
+    try:
+        return args.func(args, paths)
+    except InputError as exc:
+        print(f"error: {exc.message()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: files already written are complete; nothing was left half-written", file=sys.stderr)
+        return 130

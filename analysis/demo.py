@@ -1,0 +1,576 @@
+"""The synthetic embedded default: 27 messy raw trial files with a known truth.
+
+Calibrated to Hayden et al. (BJSM 2020): 27 trials, 3514 participants, exercise vs no
+treatment/usual care or vs other conservative treatments, pain and function on their own
+instruments, inconsistently measured covariates, drop-out and dirty records.
+
+The *design* of each trial (format, layout, instruments, column names, codings, follow-up
+schedule, which covariates were measured, which dirty records are planted) is fixed, so
+the committed specs in data/specs/ always describe the files; the *values* depend on the
+seed. ``simulate`` returns the latent clean data that harmonisation must reproduce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .instruments import INSTRUMENTS
+
+__all__ = ["TRUTH", "TrialDesign", "designs", "simulate", "write_raw", "spec_dict", "DemoData"]
+
+# ----------------------------------------------------------------------------- the truth
+# Exercise effect (exercise minus comparison, 0-100, negative = exercise better).
+TRUTH = {
+    # short-term overall effect by comparison and outcome
+    "theta": {
+        ("none_usual_care", "pain"): -10.7, ("none_usual_care", "function"): -10.2,
+        ("other_conservative", "pain"): -4.0, ("other_conservative", "function"): -3.5,
+    },
+    # moderate- and long-term effects are these multiples of the short-term effect
+    # (applied to the whole effect, effect modification included)
+    "window_factor": {"short": 1.0, "moderate": 0.7, "long": 0.5},
+    # between-trial SD of the exercise effect
+    "tau": {"pain": 3.5, "function": 3.0},
+    # effect modification, added to the exercise effect (all comparisons unless stated),
+    # centred at the population mean so that the average effect is theta
+    "modifiers": {"heavy_work": 6.0, "medication": -5.0},
+    "bmi_modifier_none_usual_care": 0.6,  # per kg/m2, centred at BMI_CENTRE, vs none_usual_care only
+    "bmi_centre": 27.0,
+    "covariate_means": {"heavy_work": 0.3, "medication": 0.5},
+    # all other covariates: no modification
+}
+
+N_TRIALS = 27
+N_TOTAL = 3514
+_SIZES = [30, 38, 45, 52, 58, 64, 70, 76, 82, 88, 94, 100, 106, 112, 118, 124, 130, 138,
+          146, 154, 164, 176, 190, 210, 269, 280, 400]
+assert sum(_SIZES) == N_TOTAL and len(_SIZES) == N_TRIALS
+
+
+@dataclass(frozen=True)
+class TrialDesign:
+    trial_id: str
+    n: int
+    arms: tuple  # of (raw label, arm name, arm type)
+    fmt: str  # csv | csv_semicolon | xlsx | sav | dta
+    layout: str  # wide | long
+    pain: str
+    function: str
+    months: tuple
+    style: int  # column-naming style 0..2
+    sex_coding: str
+    yesno_coding: str
+    arm_coding: str  # text | numeric
+    id_style: str
+    bmi_mode: str  # direct | cm_kg | m_lb
+    age_mode: str  # direct | birth_year
+    duration_unit: str
+    measured: frozenset
+    sporadic: float
+    dirty: tuple  # kinds of dirty record planted
+    identifying: bool
+    risk_of_bias: str
+    setting: str
+
+    @property
+    def extension(self) -> str:
+        return "csv" if self.fmt.startswith("csv") else self.fmt
+
+
+_OPTIONAL = ("bmi", "heavy_work", "medication", "employed", "education_post_secondary", "duration_months")
+
+
+def designs() -> list[TrialDesign]:
+    """The 27 trial designs; independent of the data seed (fixed design generator)."""
+    rng = np.random.default_rng(27)
+    sizes = rng.permutation(_SIZES)
+    formats = ["csv", "csv_semicolon", "xlsx", "sav", "dta"]
+    schedules = [(1.5, 3, 6, 12), (3, 12), (3, 6), (1.5, 6, 12, 24), (3, 6, 12), (2, 6, 12),
+                 (4, 12), (3, 6, 12, 24), (1.5, 3), (3, 9, 18)]
+    settings = ["primary care", "physiotherapy outpatients", "occupational health", "hospital outpatients", "community"]
+    out = []
+    for i in range(N_TRIALS):
+        tid = f"T{i + 1:02d}"
+        if i < 15:
+            arms = (("1", "Exercise", "exercise"), ("2", "Usual care", "none_usual_care"))
+            if i % 4 == 3:
+                arms = (("1", "Exercise", "exercise"), ("2", "Waiting list", "none_usual_care"))
+        elif i < 25:
+            other = ["Manual therapy", "Back school", "GP advice", "TENS", "Massage"][i % 5]
+            arms = (("1", "Exercise", "exercise"), ("2", other, "other_conservative"))
+        elif i == 25:
+            arms = (("1", "Motor control exercise", "exercise"), ("2", "Graded activity", "exercise"),
+                    ("3", "Usual care", "none_usual_care"))
+        else:
+            arms = (("1", "Exercise", "exercise"), ("2", "Usual care", "none_usual_care"),
+                    ("3", "Manual therapy", "other_conservative"))
+        fmt = formats[i % 5]
+        layout = "long" if i in (2, 6, 11, 14, 19, 23) else "wide"
+        measured = {"age", "female", "pain_bl", "function_bl"}
+        for cov, p_missing in zip(_OPTIONAL, (0.3, 0.35, 0.3, 0.2, 0.25, 0.1)):
+            if rng.random() >= p_missing:
+                measured.add(cov)
+        # guarantee the modifier analyses have enough trials per comparison
+        if i in (0, 1, 15, 16, 25, 26):
+            measured |= {"bmi", "heavy_work", "medication"}
+        dirty = ["missing_arm", "out_of_range", "duplicate_id", "implausible_bmi", "non_numeric"]
+        kinds = tuple(sorted(str(k) for k in rng.choice(dirty, size=int(rng.integers(1, 4)), replace=False)))
+        if "bmi" not in measured:
+            kinds = tuple(k for k in kinds if k != "implausible_bmi") or ("missing_arm",)
+        if not fmt.startswith("csv"):
+            kinds = tuple(k for k in kinds if k != "non_numeric") or ("out_of_range",)
+        out.append(TrialDesign(
+            trial_id=tid, n=int(sizes[i]), arms=arms, fmt=fmt, layout=layout,
+            pain=["vas_100", "vas_10", "nrs_10"][i % 3],
+            function=["rmdq_24", "rmdq_23", "odi_100", "odi_50", "quebec_100", "psfs_10"][i % 6],
+            months=schedules[int(rng.integers(len(schedules)))] if i not in (0, 15) else (3, 6, 12),
+            style=i % 3,
+            sex_coding=["MF", "12", "01", "labelled", "text"][int(rng.integers(5))] if fmt in ("sav", "dta") else ["MF", "12", "01", "text"][int(rng.integers(4))],
+            yesno_coding=["yesno", "YN", "10", "12"][int(rng.integers(4))],
+            arm_coding="numeric" if fmt in ("sav", "dta") or rng.random() < 0.3 else "text",
+            id_style=["int", "prefixed", "random"][int(rng.integers(3))],
+            bmi_mode=["direct", "cm_kg", "m_lb"][int(rng.integers(3))],
+            age_mode="birth_year" if rng.random() < 0.3 else "direct",
+            duration_unit=["months", "weeks", "years"][int(rng.integers(3))],
+            measured=frozenset(measured),
+            sporadic=float(rng.choice([0.0, 0.02, 0.05])),
+            dirty=kinds,
+            identifying=i in (4, 17),
+            risk_of_bias=["low", "low", "some_concerns", "high"][int(rng.integers(4))],
+            setting=settings[int(rng.integers(len(settings)))],
+        ))
+    return out
+
+
+# ----------------------------------------------------------------------------- latent data
+
+
+@dataclass
+class DemoData:
+    """Latent clean values (0-100 scales, as harmonisation should produce them)."""
+
+    participants: pd.DataFrame
+    outcomes: pd.DataFrame  # trial_id, participant_id, months, pain, function (observed visits)
+    dirty: pd.DataFrame  # trial_id, participant_id, kind
+    raw: dict = field(default_factory=dict)  # trial_id -> (DataFrame, value labels)
+
+
+def _round_to(x, step):
+    return np.round(np.asarray(x, float) / step) * step
+
+
+def _instrument_round(scores, name):
+    """Store a 0-100 score on an instrument's raw scale (rounded), and back: the clean value."""
+    ins = INSTRUMENTS[name]
+    raw = np.clip(_round_to(ins.from_0_100(scores), ins.resolution), ins.low, ins.high)
+    raw = np.round(raw, 6)
+    return raw, ins.to_0_100(raw)
+
+
+def _simulate_trial(d: TrialDesign, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
+    n = d.n
+    arm_idx = rng.permutation(np.arange(n) % len(d.arms))
+    arm_type = np.array([d.arms[a][2] for a in arm_idx])
+    arm_name = np.array([d.arms[a][1] for a in arm_idx])
+    shift = rng.normal(0, 1)
+    p = pd.DataFrame({"trial_id": d.trial_id, "arm": arm_name, "arm_type": arm_type})
+    p["age"] = np.clip(np.round(rng.normal(44 + 3 * shift, 11, n)), 18, 80)
+    p["female"] = rng.binomial(1, 0.58, n)
+    p["height_m"] = np.clip(rng.normal(np.where(p.female == 1, 1.65, 1.78), 0.07), 1.45, 2.05)
+    p["bmi_true"] = np.clip(rng.normal(27 + 0.8 * shift, 4.5, n), 17.0, 48.0)
+    p["heavy_work"] = rng.binomial(1, np.clip(0.3 + 0.1 * shift, 0.05, 0.9), n)
+    p["medication"] = rng.binomial(1, 0.5, n)
+    p["employed"] = rng.binomial(1, 0.7, n)
+    p["education_post_secondary"] = rng.binomial(1, 0.5, n)
+    p["duration_months"] = np.round(np.clip(np.exp(rng.normal(np.log(24), 0.9, n)), 3, 360), 0)
+    pain_bl = np.clip(rng.normal(56 + 4 * shift, 16, n), 5, 100)
+    func_bl = np.clip(rng.normal(42 + 4 * shift, 15, n), 3, 100)
+    p["pain_raw_bl"], p["pain_bl"] = _instrument_round(pain_bl, d.pain)
+    p["function_raw_bl"], p["function_bl"] = _instrument_round(func_bl, d.function)
+
+    # exercise effect relative to the trial's reference arm (usual care if present)
+    has_nuc = any(a[2] == "none_usual_care" for a in d.arms)
+    t = TRUTH
+    hw, med = t["covariate_means"]["heavy_work"], t["covariate_means"]["medication"]
+    common_mod = t["modifiers"]["heavy_work"] * (p.heavy_work - hw) + t["modifiers"]["medication"] * (p.medication - med)
+    bmi_mod = t["bmi_modifier_none_usual_care"] * (p.bmi_true - t["bmi_centre"])
+    person = rng.normal(0, 7, n)  # participant-level persistence over visits
+    visits = []
+    # drop-out depends on baseline pain (missing at random given baseline)
+    hazard = 1 / (1 + np.exp(-(-3.0 + 0.035 * (pain_bl - 56))))
+    in_study = np.ones(n, bool)
+    for m in d.months:
+        in_study &= rng.random(n) > hazard
+        window = "short" if m < 5 else "moderate" if m < 9 else "long"
+        factor = t["window_factor"][window] if m <= 18 else t["window_factor"]["long"]
+        row = {"months": m, "observed": in_study.copy()}
+        for outcome, bl, base_mean, sd in (("pain", pain_bl, 38.0, 15.0), ("function", func_bl, 31.0, 12.0)):
+            u = t["tau"][outcome] * rng.normal()
+            if has_nuc:
+                theta = t["theta"][("none_usual_care", outcome)]
+                effect_ex = (theta + u) * factor + (common_mod + bmi_mod) * factor
+                theta_oc = t["theta"][("other_conservative", outcome)]
+                effect_oc = (theta - theta_oc) * factor + bmi_mod * factor
+            else:
+                theta = t["theta"][("other_conservative", outcome)]
+                effect_ex = (theta + u) * factor + common_mod * factor
+                effect_oc = 0.0
+            effect = np.where(arm_type == "exercise", effect_ex, np.where(arm_type == "other_conservative", effect_oc, 0.0))
+            mu = base_mean + 2.5 * shift + 0.5 * (bl - 50) + effect
+            score = np.clip(mu + person + rng.normal(0, sd, n), 0, 100)
+            raw, clean = _instrument_round(score, getattr(d, outcome))
+            row[f"{outcome}_raw"], row[outcome] = raw, clean
+        # sporadic item non-response at a visit
+        row["pain_missing"] = rng.random(n) < 0.01
+        row["function_missing"] = rng.random(n) < 0.01
+        visits.append(row)
+    return p, visits
+
+
+def _ids(d: TrialDesign, rng) -> np.ndarray:
+    if d.id_style == "int":
+        return np.arange(1, d.n + 1).astype(str)
+    if d.id_style == "prefixed":
+        return np.array([f"{d.trial_id}-{j:03d}" for j in range(1, d.n + 1)])
+    return np.sort(rng.choice(np.arange(10000, 99999), size=d.n, replace=False)).astype(str)
+
+
+# ----------------------------------------------------------------------------- raw layout
+
+
+def _names(d: TrialDesign) -> dict:
+    """Column names of a trial, in one of three house styles."""
+    s = d.style
+    base = [
+        dict(id="pid", arm="group", time="visit", age="age", byear="birth_year", enrol="enrol_date",
+             sex="sex", bmi="bmi", height="height", weight="weight", heavy_work="physical_work",
+             medication="meds", employed="employed", education="educ", duration="lbp_duration",
+             pain="pain", function="func"),
+        dict(id="ID", arm="ARM", time="VISIT", age="AGE", byear="YOB", enrol="RANDDATE", sex="GENDER",
+             bmi="BMI", height="HT", weight="WT", heavy_work="HEAVYWORK", medication="ANALGESIC",
+             employed="WORKING", education="EDU_HIGH", duration="DUR", pain="VAS", function="DISAB"),
+        dict(id="subject", arm="treatment", time="timepoint", age="age_years", byear="year_of_birth",
+             enrol="date_randomised", sex="female", bmi="body_mass_index", height="height_m",
+             weight="weight_lb", heavy_work="manual_job", medication="pain_medication",
+             employed="in_work", education="higher_education", duration="duration_of_pain",
+             pain="pain_score", function="disability_score"),
+    ][s]
+    return base
+
+
+def _fu_col(d, names, outcome, m):
+    label = f"{m:g}".replace(".", "_")
+    return [f"{names[outcome]}_{label}m", f"{names[outcome]}{label.upper()}M", f"{names[outcome]}_month{label}"][d.style]
+
+
+def _bl_col(d, names, outcome):
+    return [f"{names[outcome]}_0", f"{names[outcome]}0", f"{names[outcome]}_baseline"][d.style]
+
+
+def _sex_codes(coding):
+    return {"MF": {"F": 1, "M": 0}, "12": {"2": 1, "1": 0}, "01": {"1": 1, "0": 0},
+            "labelled": {"2": 1, "1": 0}, "text": {"female": 1, "male": 0}}[coding]
+
+
+def _yesno_codes(coding):
+    return {"yesno": {"yes": 1, "no": 0}, "YN": {"Y": 1, "N": 0}, "10": {"1": 1, "0": 0},
+            "12": {"1": 1, "2": 0}}[coding]
+
+
+def _encode(values, codes, numeric):
+    inverse = {v: k for k, v in codes.items()}
+    out = np.array([inverse[int(v)] for v in values], dtype=object)
+    numeric = numeric and all(k.lstrip("-").isdigit() for k in codes)
+    return out.astype(float) if numeric else out
+
+
+def _visit_codes(d: TrialDesign) -> dict:
+    """Raw visit code -> months, for long layouts."""
+    if d.style == 1:
+        return {"0": 0.0, **{f"{round(m * 4.345):d}": float(m) for m in d.months}}  # weeks
+    return {"baseline": 0.0, **{(f"{m:g}mo" if m >= 2 else f"{round(m * 4.345)}wk"): float(m) for m in d.months}}
+
+
+def _build_raw(d: TrialDesign, p: pd.DataFrame, visits, ids, rng):
+    names = _names(d)
+    numeric_codes = d.fmt in ("sav", "dta")
+    w = pd.DataFrame({names["id"]: ids})
+    labels = {}
+    arm_lookup = {a[1]: a for a in d.arms}
+    if d.arm_coding == "numeric":
+        w[names["arm"]] = [float(arm_lookup[a][0]) if numeric_codes else arm_lookup[a][0] for a in p.arm]
+        if numeric_codes:
+            labels[names["arm"]] = {float(a[0]): a[1] for a in d.arms}
+    else:
+        w[names["arm"]] = p.arm.to_numpy()
+    # age
+    if d.age_mode == "direct":
+        w[names["age"]] = p.age.to_numpy()
+    else:
+        enrol = [date(2008, 1, 1) + timedelta(days=int(x)) for x in rng.integers(0, 1500, d.n)]
+        birth = [e - timedelta(days=int(a * 365.25 + rng.integers(0, 365))) for e, a in zip(enrol, p.age)]
+        w[names["byear"]] = [float(b.year) for b in birth]
+        w[names["enrol"]] = [e.isoformat() for e in enrol]
+        p["age"] = [(e - date(b.year, 7, 1)).days / 365.25 for e, b in zip(enrol, birth)]
+    sex_codes = _sex_codes(d.sex_coding)
+    w[names["sex"]] = _encode(p.female, sex_codes, numeric_codes)
+    if d.sex_coding == "labelled":
+        labels[names["sex"]] = {1.0: "male", 2.0: "female"}
+    if "bmi" in d.measured:
+        if d.bmi_mode == "direct":
+            w[names["bmi"]] = np.round(p.bmi_true, 1)
+            p["bmi"] = np.round(p.bmi_true, 1)
+        else:
+            kg = p.bmi_true * p.height_m**2
+            if d.bmi_mode == "cm_kg":
+                h, wt = np.round(p.height_m * 100), np.round(kg, 1)
+                w[names["height"]], w[names["weight"]] = h, wt
+                p["bmi"] = wt / (h / 100) ** 2
+            else:
+                h, lb = np.round(p.height_m, 2), np.round(kg / 0.45359237, 1)
+                w[names["height"]], w[names["weight"]] = h, lb
+                p["bmi"] = lb * 0.45359237 / h**2
+    yn = _yesno_codes(d.yesno_coding)
+    for cov in ("heavy_work", "medication", "employed", "education_post_secondary"):
+        col = names["education" if cov == "education_post_secondary" else cov]
+        if cov in d.measured:
+            w[col] = _encode(p[cov], yn, numeric_codes)
+            if numeric_codes and d.yesno_coding in ("10", "12"):
+                labels[col] = {float(k): ("yes" if v else "no") for k, v in yn.items()}
+    if "duration_months" in d.measured:
+        factor = {"months": 1.0, "weeks": 52 / 12, "years": 1 / 12}[d.duration_unit]
+        w[names["duration"]] = np.round(p.duration_months * factor, 2)
+        p["duration_months"] = w[names["duration"]] / factor
+    # mark what was not measured, and sporadic gaps in what was
+    for cov in _OPTIONAL:
+        if cov not in d.measured:
+            p[cov] = np.nan
+    sporadic_cols = {"heavy_work": "heavy_work", "medication": "medication", "employed": "employed",
+                     "education_post_secondary": "education", "duration_months": "duration"}
+    for cov, key in sporadic_cols.items():
+        if cov in d.measured and d.sporadic > 0:
+            gap = rng.random(d.n) < d.sporadic
+            w.loc[gap, names[key]] = np.nan
+            p.loc[gap, cov] = np.nan
+    if "bmi" in d.measured and d.sporadic > 0:
+        gap = rng.random(d.n) < d.sporadic
+        cols = [names["bmi"]] if d.bmi_mode == "direct" else [names["weight"]]
+        w.loc[gap, cols] = np.nan
+        p.loc[gap, "bmi"] = np.nan
+    w[_bl_col(d, names, "pain")] = p.pain_raw_bl.to_numpy()
+    w[_bl_col(d, names, "function")] = p.function_raw_bl.to_numpy()
+    long_rows = []
+    outcome_rows = []
+    for v in visits:
+        for outcome in ("pain", "function"):
+            val = np.where(v["observed"] & ~v[f"{outcome}_missing"], v[f"{outcome}_raw"], np.nan)
+            v[f"{outcome}_value"] = val
+        obs_any = ~(np.isnan(v["pain_value"]) & np.isnan(v["function_value"]))
+        clean = pd.DataFrame({"trial_id": d.trial_id, "participant_id": ids, "months": v["months"],
+                              "pain": np.where(np.isnan(v["pain_value"]), np.nan, v["pain"]),
+                              "function": np.where(np.isnan(v["function_value"]), np.nan, v["function"])})
+        outcome_rows.append(clean[obs_any])
+        if d.layout == "wide":
+            w[_fu_col(d, names, "pain", v["months"])] = v["pain_value"]
+            w[_fu_col(d, names, "function", v["months"])] = v["function_value"]
+        else:
+            long_rows.append((v["months"], obs_any, v["pain_value"], v["function_value"]))
+    if d.identifying:
+        first = ["Alex", "Sam", "Robin", "Kim", "Jo", "Chris", "Pat", "Lee"]
+        last = ["Smith", "Jones", "Brown", "Taylor", "Wilson", "Evans", "Thomas", "Roberts"]
+        w["name"] = [f"{first[a]} {last[b]}" for a, b in zip(rng.integers(0, 8, d.n), rng.integers(0, 8, d.n))]
+        w["date_of_birth"] = [(date(2010, 1, 1) - timedelta(days=int(a * 365.25))).isoformat() for a in p.age]
+        w["email"] = [f"participant{j}@example.org" for j in rng.permutation(d.n)]
+    return w, labels, long_rows, pd.concat(outcome_rows, ignore_index=True), names
+
+
+def _plant_dirty(d, w, p, names, rng):
+    """Plant dirty records; returns the (participant_id, kind) list."""
+    dirty = []
+    used = set()
+
+    def pick():
+        while True:
+            j = int(rng.integers(1, d.n - 1))
+            if not used & {j - 1, j, j + 1}:
+                used.update({j - 1, j, j + 1})
+                return j
+
+    idcol = names["id"]
+    for kind in d.dirty:
+        j = pick()
+        if kind == "missing_arm":
+            w.loc[j, names["arm"]] = np.nan
+            dirty.append((w.loc[j, idcol], kind))
+        elif kind == "out_of_range":
+            ins = INSTRUMENTS[d.pain]
+            w.loc[j, _bl_col(d, names, "pain")] = ins.high * 1.3
+            dirty.append((w.loc[j, idcol], kind))
+        elif kind == "duplicate_id":
+            w.loc[j, idcol] = w.loc[j - 1, idcol]
+            p.loc[j, "participant_id"] = w.loc[j - 1, idcol]
+            dirty.append((w.loc[j, idcol], kind))
+        elif kind == "implausible_bmi":
+            if d.bmi_mode == "direct":
+                w.loc[j, names["bmi"]] = 250.0
+            else:
+                w.loc[j, names["height"]] = 17.0 if d.bmi_mode == "cm_kg" else 0.17
+                w.loc[j, names["weight"]] = w.loc[j, names["weight"]] if pd.notna(w.loc[j, names["weight"]]) else 70.0
+            dirty.append((w.loc[j, idcol], kind))
+        elif kind == "non_numeric":
+            col = names["age"] if d.age_mode == "direct" else names["byear"]
+            w[col] = w[col].astype(object)
+            w.loc[j, col] = "unknown"
+            dirty.append((w.loc[j, idcol], kind))
+    return dirty
+
+
+def simulate(seed: int = 2020) -> DemoData:
+    """Latent clean data and raw tables of the 27 trials, deterministic for ``seed``."""
+    master = np.random.default_rng(seed)
+    parts, outs, dirt, raw = [], [], [], {}
+    for d in designs():
+        rng = np.random.default_rng(master.integers(2**63))
+        p, visits = _simulate_trial(d, rng)
+        ids = _ids(d, rng)
+        p["participant_id"] = ids
+        w, labels, long_rows, clean_out, names = _build_raw(d, p, visits, ids, rng)
+        for pid, kind in _plant_dirty(d, w, p, names, rng):
+            dirt.append((d.trial_id, str(pid), kind))
+        if d.layout == "long":
+            w = _to_long(d, w, names, long_rows, rng)
+        raw[d.trial_id] = (w, labels)
+        parts.append(p)
+        outs.append(clean_out)
+    participants = pd.concat(parts, ignore_index=True)
+    dirty = pd.DataFrame(dirt, columns=["trial_id", "participant_id", "kind"])
+    # a duplicate ID makes both records with that ID dirty
+    participants["dirty"] = participants.set_index(["trial_id", "participant_id"]).index.isin(
+        dirty.set_index(["trial_id", "participant_id"]).index)
+    return DemoData(participants, pd.concat(outs, ignore_index=True), dirty, raw)
+
+
+def _to_long(d, w, names, long_rows, rng):
+    """Reshape to one row per participant and visit; covariates only on the baseline row."""
+    codes = {v: k for k, v in _visit_codes(d).items()}
+    base = w.copy()
+    base.insert(1, names["time"], codes[0.0])
+    base = base.rename(columns={_bl_col(d, names, "pain"): names["pain"], _bl_col(d, names, "function"): names["function"]})
+    keep = [names["id"], names["arm"], names["time"], names["pain"], names["function"]]
+    frames = [base]
+    for months, obs, pain, func in long_rows:
+        f = pd.DataFrame({names["id"]: w[names["id"]], names["arm"]: w[names["arm"]],
+                          names["time"]: codes[float(months)], names["pain"]: pain, names["function"]: func})
+        frames.append(f[obs])
+    out = pd.concat(frames, ignore_index=True)[list(base.columns)]
+    out = out.loc[:, keep + [c for c in base.columns if c not in keep]]
+    out["_order"] = out.groupby(names["id"], sort=False).cumcount()
+    out["_pid_order"] = pd.Categorical(out[names["id"]], categories=pd.unique(w[names["id"]])).codes
+    out = out.sort_values(["_pid_order", "_order"], kind="stable").drop(columns=["_order", "_pid_order"])
+    # a duplicated ID appears here as two baseline rows under one participant ID
+    return out.reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def write_raw(raw_dir, seed: int = 2020, data: DemoData | None = None) -> list[Path]:
+    """Write the 27 raw files into ``raw_dir``; returns their paths."""
+    import pyreadstat
+
+    raw_dir = Path(raw_dir)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    data = data or simulate(seed)
+    paths = []
+    for d in designs():
+        w, labels = data.raw[d.trial_id]
+        path = raw_dir / f"{d.trial_id}.{d.extension}"
+        if d.fmt == "csv":
+            w.to_csv(path, index=False)
+        elif d.fmt == "csv_semicolon":
+            w.to_csv(path, index=False, sep=";", decimal=",")
+        elif d.fmt == "xlsx":
+            w.to_excel(path, index=False, sheet_name="data")
+        else:
+            out = w.copy()
+            for c in out.columns:
+                if out[c].dtype == object:
+                    converted = pd.to_numeric(out[c], errors="coerce")
+                    if converted.notna().sum() == out[c].notna().sum():
+                        out[c] = converted
+                    else:
+                        out[c] = out[c].astype(str).where(out[c].notna(), "")
+            writer = pyreadstat.write_sav if d.fmt == "sav" else pyreadstat.write_dta
+            writer(out, str(path), variable_value_labels={k: v for k, v in labels.items() if k in out.columns})
+        paths.append(path)
+    return paths
+
+
+def spec_dict(d: TrialDesign) -> dict:
+    """The spec an analyst would write for this design (committed in data/specs/)."""
+    names = _names(d)
+    numeric_codes = d.fmt in ("sav", "dta")
+    src = {"file": f"{d.trial_id}.{d.extension}", "format": d.extension, "layout": d.layout}
+    if d.fmt == "csv_semicolon":
+        src.update(delimiter=";", decimal=",")
+    if d.fmt == "xlsx":
+        src["sheet"] = "data"
+    spec = {"trial_id": d.trial_id, "title": f"Synthetic trial {d.trial_id}: {' vs '.join(a[1] for a in d.arms)}",
+            "setting": d.setting, "source": src}
+    if d.layout == "long":
+        spec["long"] = {"time_column": names["time"], "time_values": _visit_codes(d)}
+    spec["participant_id"] = names["id"]
+    if d.identifying:
+        spec["drop_identifying"] = ["name", "date_of_birth", "email"]
+    if d.arm_coding == "numeric":
+        spec["arm"] = {"column": names["arm"], "labels": {a[0]: a[2] for a in d.arms}, "names": {a[0]: a[1] for a in d.arms}}
+    else:
+        spec["arm"] = {"column": names["arm"], "labels": {a[1]: a[2] for a in d.arms}}
+    outcomes = {}
+    for outcome in ("pain", "function"):
+        o = {"instrument": getattr(d, outcome), "baseline": _bl_col(d, names, outcome)}
+        if d.layout == "wide":
+            o["followup"] = {float(m): _fu_col(d, names, outcome, m) for m in d.months}
+        else:
+            o["baseline"] = names[outcome]
+            o["column"] = names[outcome]
+        outcomes[outcome] = o
+    spec["outcomes"] = outcomes
+    cov = {}
+    cov["age"] = {"column": names["age"]} if d.age_mode == "direct" else {"birth_year": names["byear"], "enrolment_date": names["enrol"]}
+    cov["female"] = {"column": names["sex"], "codes": _sex_codes(d.sex_coding)}
+    if "bmi" in d.measured:
+        if d.bmi_mode == "direct":
+            cov["bmi"] = {"column": names["bmi"]}
+        elif d.bmi_mode == "cm_kg":
+            cov["bmi"] = {"height": names["height"], "height_unit": "cm", "weight": names["weight"], "weight_unit": "kg"}
+        else:
+            cov["bmi"] = {"height": names["height"], "height_unit": "m", "weight": names["weight"], "weight_unit": "lb"}
+    for c in ("heavy_work", "medication", "employed", "education_post_secondary"):
+        if c in d.measured:
+            cov[c] = {"column": names["education" if c == "education_post_secondary" else c], "codes": _yesno_codes(d.yesno_coding)}
+    if "duration_months" in d.measured:
+        cov["duration_months"] = {"column": names["duration"], "unit": d.duration_unit}
+    spec["covariates"] = cov
+    spec["risk_of_bias"] = d.risk_of_bias
+    not_measured = sorted(set(_OPTIONAL) - set(d.measured))
+    spec["notes"] = ("Not measured: " + ", ".join(not_measured) + ".") if not_measured else ""
+    return spec
+
+
+def spec_text(d: TrialDesign) -> str:
+    """The committed YAML spec of a demo trial, with a short header for the reader."""
+    import yaml
+
+    header = (
+        f"# Spec of {d.trial_id} (synthetic demo trial), written from its data dictionary.\n"
+        "# Fields: source (file and format), participant_id, arm (raw label -> exercise |\n"
+        "# none_usual_care | other_conservative), outcomes (instrument, baseline and follow-up\n"
+        "# columns by months), covariates (columns and codings), risk_of_bias.\n"
+    )
+    return header + yaml.safe_dump(spec_dict(d), sort_keys=False, allow_unicode=True, width=100)

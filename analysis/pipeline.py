@@ -1,0 +1,58 @@
+"""The steps behind the command line: harmonise, check, fit; each reads and writes files."""
+
+from __future__ import annotations
+
+import logging
+
+from .errors import InputError
+from .harmonise import harmonise_all, harmonise_trial
+from .io import write_csv
+from .paths import Paths
+from .schema import OUTCOMES, PARTICIPANTS, validate
+from .spec import load_spec
+
+__all__ = ["harmonise", "check", "fit", "DERIVED_TABLES"]
+
+log = logging.getLogger(__name__)
+
+DERIVED_TABLES = ("participants", "outcomes", "exclusions", "flow", "trials", "harmonisation_log")
+
+
+def harmonise(paths: Paths, progress=None) -> dict:
+    specs = sorted(paths.specs.glob("*.yaml"))
+    bar = progress(len(specs), "harmonise") if progress else None
+    _, tables = harmonise_all(paths.specs, paths.raw, progress=(lambda _: bar.update()) if bar else None)
+    if bar:
+        bar.close()
+    validate(tables["participants"], PARTICIPANTS, "participants")
+    validate(tables["outcomes"], OUTCOMES, "outcomes")
+    for name in DERIVED_TABLES:
+        write_csv(tables[name], paths.derived_file(name))
+        log.info("wrote %s", paths.derived_file(name))
+    return tables
+
+
+def check(paths: Paths) -> tuple[list[str], list[str]]:
+    """Every problem with specs and raw files (not only the first), and notes on row-level
+    exclusions, which are logged rather than fatal."""
+    problems, notes = [], []
+    spec_files = sorted(p for p in paths.specs.glob("*.yaml") if not p.name.startswith("_"))
+    if not spec_files:
+        return [f"no trial specs in {paths.specs}"], notes
+    for path in spec_files:
+        try:
+            spec = load_spec(path)
+            result = harmonise_trial(spec, paths.raw)
+        except InputError as exc:
+            problems.append(exc.message())
+            continue
+        if len(result.exclusions):
+            notes.append(f"{spec.trial_id}: {len(result.exclusions)} raw record(s) will be excluded with a reason "
+                         f"(see exclusions.csv after `harmonise`)")
+    return problems, notes
+
+
+def fit(paths: Paths, progress=None) -> list:
+    from .fit import fit_all
+
+    return fit_all(paths, progress=progress)

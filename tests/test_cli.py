@@ -1,0 +1,187 @@
+"""The command line on good and bad input: messages name file, trial, column and what was
+expected; user errors exit non-zero without a traceback."""
+
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from analysis.cli import main
+from analysis.paths import PROJECT_ROOT
+
+
+@pytest.fixture(scope="module")
+def raw_source(tmp_path_factory):
+    from analysis import demo
+
+    raw = tmp_path_factory.mktemp("raw")
+    demo.write_raw(raw, seed=2020)
+    return raw
+
+
+@pytest.fixture
+def one_trial(tmp_path, raw_source):
+    """A data folder holding trial T01 only (CSV, wide) and, for long layouts, T12 (CSV, long)."""
+    data = tmp_path / "data"
+    (data / "specs").mkdir(parents=True)
+    (data / "raw").mkdir()
+    for t, ext in (("T01", "csv"), ("T12", "csv")):
+        shutil.copy(PROJECT_ROOT / "data" / "specs" / f"{t}.yaml", data / "specs")
+        shutil.copy(raw_source / f"{t}.{ext}", data / "raw")
+    return data
+
+
+def run(data, *verb):
+    return main([*verb, "--data-dir", str(data), "--results-dir", str(data.parent / "results")])
+
+
+def edit_spec(data, trial, fn):
+    path = data / "specs" / f"{trial}.yaml"
+    spec = yaml.safe_load(path.read_text())
+    fn(spec)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def test_clean_data_passes_check(one_trial, capsys):
+    assert run(one_trial, "check") == 0
+    assert "check passed" in capsys.readouterr().out
+
+
+def test_missing_raw_file(one_trial, capsys):
+    (one_trial / "raw" / "T01.csv").unlink()
+    assert run(one_trial, "harmonise") == 2
+    err = capsys.readouterr().err
+    assert "T01.csv" in err and "trial T01" in err and "not found" in err
+
+
+def test_unreadable_file(one_trial, capsys):
+    edit_spec(one_trial, "T01", lambda s: s["source"].update(file="T01.xlsx", format="xlsx"))
+    (one_trial / "raw" / "T01.xlsx").write_bytes(b"\x00\x01 not a spreadsheet")
+    assert run(one_trial, "harmonise") == 2
+    err = capsys.readouterr().err
+    assert "T01.xlsx" in err and "cannot read the file as xlsx" in err
+
+
+def test_yaml_syntax_error_names_the_line(one_trial, capsys):
+    path = one_trial / "specs" / "T01.yaml"
+    lines = path.read_text().splitlines()
+    lines[8] = "  format: [csv"
+    path.write_text("\n".join(lines))
+    assert run(one_trial, "harmonise") == 2
+    err = capsys.readouterr().err
+    assert "T01.yaml" in err and "YAML syntax error at line" in err
+
+
+def test_unknown_column_in_spec(one_trial, capsys):
+    edit_spec(one_trial, "T01", lambda s: s["covariates"]["age"].update(column="age_at_entry"))
+    assert run(one_trial, "check") == 1
+    err = capsys.readouterr().err
+    assert "not found in the file: 'age_at_entry' (spec field covariates.age.column)" in err
+    assert "trial T01" in err and "T01.csv" in err and "expected columns of the file, found 'pid'" in err
+
+
+def test_unknown_instrument(one_trial, capsys):
+    edit_spec(one_trial, "T01", lambda s: s["outcomes"]["pain"].update(instrument="vas_150"))
+    assert run(one_trial, "harmonise") == 2
+    err = capsys.readouterr().err
+    assert "field outcomes.pain.instrument" in err and "unknown instrument 'vas_150'" in err and "vas_100" in err
+
+
+def test_unmapped_arm_label(one_trial, capsys):
+    edit_spec(one_trial, "T01", lambda s: s["arm"]["labels"].pop("2"))
+    assert run(one_trial, "harmonise") == 2
+    err = capsys.readouterr().err
+    assert "arm label(s) '2' are not mapped" in err and "column 'group'" in err and "expected one of ['1']" in err
+
+
+def test_non_numeric_value_is_excluded_with_reason(one_trial, capsys):
+    path = one_trial / "raw" / "T01.csv"
+    df = pd.read_csv(path, dtype=str)
+    df.loc[4, "age"] = "forty"
+    df.to_csv(path, index=False)
+    assert run(one_trial, "harmonise") == 0
+    ex = pd.read_csv(one_trial / "derived" / "exclusions.csv", dtype=str)
+    row = ex[(ex.source_row == "5") & (ex.trial_id == "T01")]
+    assert len(row) == 1
+    assert row.reason.str.contains("non_numeric: column age = 'forty', expected a number").all()
+
+
+def test_wholly_non_numeric_column_stops(one_trial, capsys):
+    path = one_trial / "raw" / "T01.csv"
+    df = pd.read_csv(path, dtype=str)
+    df["age"] = "n/k"
+    df.loc[:3, "age"] = "adult"
+    df.to_csv(path, index=False)
+    assert run(one_trial, "harmonise") == 2
+    err = capsys.readouterr().err
+    assert "column 'age': column is not numeric" in err and "'adult'" in err
+
+
+def test_out_of_range_score_and_duplicate_are_excluded(one_trial):
+    path = one_trial / "raw" / "T01.csv"
+    df = pd.read_csv(path, dtype=str)
+    df.loc[9, "pain_0"] = "101"
+    df.loc[11, "pid"] = df.loc[10, "pid"]
+    df.to_csv(path, index=False)
+    assert run(one_trial, "harmonise") == 0
+    ex = pd.read_csv(one_trial / "derived" / "exclusions.csv", dtype=str)
+    ex = ex[ex.trial_id == "T01"]
+    assert ex.loc[ex.source_row == "10", "reason"].str.contains("out_of_range: column pain_0 = 101, expected 0-100").all()
+    assert ex.loc[ex.source_row.isin(["11", "12"]), "reason"].str.contains("duplicate_id").all()
+
+
+def test_followup_fitting_no_window_is_logged(one_trial):
+    """T12 (long) has a 24-month visit: each such record is in the exclusion log."""
+    assert run(one_trial, "harmonise") == 0
+    ex = pd.read_csv(one_trial / "derived" / "exclusions.csv", dtype=str)
+    outside = ex[ex.reason.str.startswith("followup_outside_windows")]
+    assert len(outside) > 0 and set(outside.trial_id) == {"T12"}
+    raw = pd.read_csv(one_trial / "raw" / "T12.csv", sep=";", dtype=str)
+    # source_row is the 1-based data row (header excluded)
+    assert set(raw.timepoint.iloc[outside.source_row.astype(int) - 1]) == {"24mo"}
+
+
+def test_unmapped_visit_code_in_long_layout(one_trial, capsys):
+    edit_spec(one_trial, "T12", lambda s: s["long"]["time_values"].pop("6mo"))
+    assert run(one_trial, "check") == 1
+    err = capsys.readouterr().err
+    assert "visit code(s) '6mo' are not in long.time_values" in err and "T12" in err
+
+
+def test_check_reports_every_problem_not_only_the_first(one_trial, capsys):
+    edit_spec(one_trial, "T01", lambda s: s["outcomes"]["pain"].update(instrument="vas_150"))
+    edit_spec(one_trial, "T12", lambda s: s.update(risk_of_bias="unclear"))
+    assert run(one_trial, "check") == 1
+    err = capsys.readouterr().err
+    assert "2 problem(s)" in err and "T01" in err and "risk_of_bias" in err
+
+
+def test_no_traceback_in_a_real_process(one_trial):
+    (one_trial / "raw" / "T01.csv").unlink()
+    proc = subprocess.run([sys.executable, "-m", "analysis", "harmonise", "--data-dir", str(one_trial)],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: file ")
+
+
+def test_help_for_every_verb():
+    for verb in ("demo-data", "harmonise", "fit", "all", "check"):
+        proc = subprocess.run([sys.executable, "-m", "analysis", verb, "--help"], capture_output=True, text=True,
+                              cwd=PROJECT_ROOT)
+        assert proc.returncode == 0 and "--data-dir" in proc.stdout
+
+
+def test_harmonise_is_byte_identical_across_runs_and_seed_sensitive(tmp_path):
+    from tests.conftest import make_data_dir
+    from analysis.pipeline import harmonise
+
+    runs = []
+    for name, seed in (("a", 11), ("b", 11), ("c", 12)):
+        paths = make_data_dir(tmp_path / name, seed=seed)
+        harmonise(paths)
+        runs.append({f.name: f.read_bytes() for f in sorted(paths.derived.glob("*.csv"))})
+    assert runs[0] == runs[1]
+    assert runs[0]["participants.csv"] != runs[2]["participants.csv"]

@@ -1,0 +1,61 @@
+"""analysis.demo: the synthetic trials are what the issue and the committed specs say."""
+
+import numpy as np
+import pytest
+
+from analysis import demo
+from analysis.instruments import INSTRUMENTS
+from tests.conftest import SPECS
+
+
+def test_totals_and_design_mix():
+    ds = demo.designs()
+    assert len(ds) == 27 and sum(d.n for d in ds) == 3514
+    assert min(d.n for d in ds) == 30 and max(d.n for d in ds) == 400
+    kinds = [tuple(sorted({a[2] for a in d.arms})) for d in ds]
+    assert sum(k == ("exercise", "none_usual_care") and len(d.arms) == 2 for k, d in zip(kinds, ds)) == 15
+    assert sum(k == ("exercise", "other_conservative") for k in kinds) == 10
+    assert sum(len(d.arms) == 3 for d in ds) == 2
+    assert {d.fmt for d in ds} == {"csv", "csv_semicolon", "xlsx", "sav", "dta"}
+    assert {d.layout for d in ds} == {"wide", "long"}
+    assert {d.pain for d in ds} == {"vas_100", "vas_10", "nrs_10"}
+    assert {d.function for d in ds} == {"rmdq_24", "rmdq_23", "odi_100", "odi_50", "quebec_100", "psfs_10"}
+    assert any(d.identifying for d in ds)
+    # systematically missing covariates: some trials never measured each of these
+    for cov in ("bmi", "heavy_work", "medication"):
+        assert 0 < sum(cov not in d.measured for d in ds) < 27
+    assert any(max(d.months) < 9 for d in ds)  # some trials without long-term follow-up
+
+
+def test_committed_specs_describe_the_generator():
+    """data/specs/ is what `demo-data --specs` writes: the specs cannot drift from the files."""
+    for d in demo.designs():
+        assert (SPECS / f"{d.trial_id}.yaml").read_text(encoding="utf-8") == demo.spec_text(d), d.trial_id
+
+
+def test_deterministic_for_seed_and_different_across_seeds():
+    a, b, c = demo.simulate(7), demo.simulate(7), demo.simulate(8)
+    assert a.participants.equals(b.participants)
+    assert not np.allclose(a.participants.pain_bl, c.participants.pain_bl)
+
+
+def test_calibration_dropout_and_dirty_records():
+    data = demo.simulate(2020)
+    assert data.participants.dirty.sum() >= 27  # at least one dirty record per trial
+    assert set(data.dirty.trial_id) == {d.trial_id for d in demo.designs()}
+    # about 15 % missing by the last follow-up (drop-out depends on baseline pain)
+    last = data.outcomes.groupby("trial_id").months.transform("max") == data.outcomes.months
+    n_last = data.outcomes[last].groupby("trial_id").size()
+    sizes = {d.trial_id: d.n for d in demo.designs()}
+    share = 1 - n_last.sum() / sum(sizes[t] for t in n_last.index)
+    assert 0.08 < share < 0.30
+
+
+def test_raw_values_lie_on_the_instrument_grid():
+    data = demo.simulate(2020)
+    for d in demo.designs():
+        ins = INSTRUMENTS[d.pain]
+        raw = data.participants.loc[data.participants.trial_id == d.trial_id, "pain_raw_bl"]
+        steps = raw / ins.resolution
+        assert np.allclose(steps, np.round(steps), atol=1e-6)
+        assert raw.between(ins.low, ins.high).all()
