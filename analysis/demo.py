@@ -43,6 +43,11 @@ TRUTH = {
     "bmi_centre": 27.0,
     "covariate_means": {"heavy_work": 0.3, "medication": 0.5},
     # all other covariates: no modification
+    # At each visit a share of participants, independent of arm, baseline and covariates,
+    # is in a "recovered" state with scores uniform on 0-10; the other scores follow the
+    # linear model with every effect divided by (1 - share), so the mean difference
+    # between arms is exactly theta (and the modifiers exactly as above).
+    "recovered_share": 0.10,
 }
 
 N_TRIALS = 27
@@ -199,7 +204,9 @@ def _simulate_trial(d: TrialDesign, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
     hw, med = t["covariate_means"]["heavy_work"], t["covariate_means"]["medication"]
     common_mod = t["modifiers"]["heavy_work"] * (p.heavy_work - hw) + t["modifiers"]["medication"] * (p.medication - med)
     bmi_mod = t["bmi_modifier_none_usual_care"] * (p.bmi_true - t["bmi_centre"])
-    person = rng.normal(0, 7, n)  # participant-level persistence over visits
+    # participant-level persistence over visits, shared by pain and function; follow-up
+    # means sit well above the floor so that clipping at 0 does not attenuate the effect
+    person = rng.normal(0, 8, n)
     visits = []
     # drop-out depends on baseline pain (missing at random given baseline)
     hazard = 1 / (1 + np.exp(-(-3.0 + 0.035 * (pain_bl - 56))))
@@ -209,7 +216,9 @@ def _simulate_trial(d: TrialDesign, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
         window = "short" if m < 5 else "moderate" if m < 9 else "long"
         factor = t["window_factor"][window] if m <= 18 else t["window_factor"]["long"]
         row = {"months": m, "observed": in_study.copy()}
-        for outcome, bl, base_mean, sd in (("pain", pain_bl, 38.0, 15.0), ("function", func_bl, 31.0, 12.0)):
+        recovered_state = rng.random(n) < t["recovered_share"]
+        for outcome, bl, bl_mean, base_mean, sd in (("pain", pain_bl, 56.0, 46.0, 11.0),
+                                                     ("function", func_bl, 42.0, 43.0, 8.0)):
             u = t["tau"][outcome] * rng.normal()
             if has_nuc:
                 theta = t["theta"][("none_usual_care", outcome)]
@@ -221,8 +230,10 @@ def _simulate_trial(d: TrialDesign, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
                 effect_ex = (theta + u) * factor + common_mod * factor
                 effect_oc = 0.0
             effect = np.where(arm_type == "exercise", effect_ex, np.where(arm_type == "other_conservative", effect_oc, 0.0))
-            mu = base_mean + 2.5 * shift + 0.5 * (bl - 50) + effect
+            effect = effect / (1 - t["recovered_share"])
+            mu = base_mean + 2.5 * shift + 0.5 * (bl - bl_mean) + effect
             score = np.clip(mu + person + rng.normal(0, sd, n), 0, 100)
+            score = np.where(recovered_state, rng.uniform(0, 10, n), score)
             raw, clean = _instrument_round(score, getattr(d, outcome))
             row[f"{outcome}_raw"], row[outcome] = raw, clean
         # sporadic item non-response at a visit

@@ -34,6 +34,9 @@ __all__ = [
     "fit_reml",
     "reml_deviance",
     "reml_deviance_dense",
+    "ml_deviance",
+    "ml_deviance_dense",
+    "fit_ml_deviance",
 ]
 
 _RANK_TOL = 1e-10
@@ -56,6 +59,7 @@ class TrialStats:
     logdet_ztz: np.ndarray
     n: np.ndarray
     n_treated: np.ndarray
+    tt_raw: np.ndarray = None  # sum of squares of the (unprojected) exercise column, for ML
 
     @property
     def k(self) -> int:
@@ -65,7 +69,7 @@ class TrialStats:
         keep = np.asarray(keep)
         return TrialStats(
             self.trial_ids[keep], self.terms, self.cross[keep], self.resid_df[keep],
-            self.logdet_ztz[keep], self.n[keep], self.n_treated[keep],
+            self.logdet_ztz[keep], self.n[keep], self.n_treated[keep], self.tt_raw[keep],
         )
 
 
@@ -134,7 +138,8 @@ def sufficient_stats(trial, y, x, z=None, terms=None) -> TrialStats:
         resid_df[i] = counts[i] - 1 - rank
         logdet[i] = ld
     treated = np.add.reduceat((x[order, 0] != 0).astype(float), starts)
-    return TrialStats(labels, terms, cross, resid_df, logdet, counts.astype(int), treated.astype(int))
+    tt_raw = np.add.reduceat(x[order, 0] ** 2, starts)
+    return TrialStats(labels, terms, cross, resid_df, logdet, counts.astype(int), treated.astype(int), tt_raw)
 
 
 # ----------------------------------------------------------------------------- likelihood
@@ -162,6 +167,71 @@ def reml_deviance(st: TrialStats, sigma2, tau2) -> float:
     rss = yy - b @ np.linalg.solve(a, b)
     nu = st.resid_df.sum() - q
     return float(nu * LOG2PI + logdet_v.sum() + logdet_a + rss + st.logdet_ztz.sum())
+
+
+def ml_deviance(st: TrialStats, sigma2, tau2) -> float:
+    """-2 x log-likelihood (maximum likelihood), for likelihood-ratio tests of fixed effects.
+
+    From the REML deviance: -2 l_ML = -2 l_R - log|F'V^-1 F| + P log(2 pi), where
+    log|F'V^-1F| = sum_i log|Z_i'V_i^-1 Z_i| + log|X~'V~^-1 X~| and, by the matrix
+    determinant lemma, log|Z_i'V_i^-1Z_i| = log|Z_i'Z_i| - p_i log sigma_i^2 + log(1 - c_i h_i)
+    with h_i = t_i't_i - (projected t_i't_i): one more number per trial (``tt_raw``).
+    """
+    q = len(st.terms)
+    stt = st.cross[:, 0, 0]
+    sig = np.broadcast_to(np.asarray(sigma2, float), stt.shape)
+    p_i = st.n - st.resid_df
+    c = tau2 / (sig + tau2 * st.tt_raw)
+    h = st.tt_raw - stt
+    m, _ = _mixed_cross(st, sig, tau2)
+    sign, logdet_a = np.linalg.slogdet(m[:q, :q])
+    logdet_zvz = st.logdet_ztz - p_i * np.log(sig) + np.log1p(-c * h)
+    n_fixed = p_i.sum() + q
+    return float(reml_deviance(st, sig, tau2) - logdet_zvz.sum() - logdet_a + n_fixed * LOG2PI)
+
+
+def ml_deviance_dense(trial, y, x, z, sigma2, tau2) -> float:
+    """Direct dense evaluation of -2 l_ML (a check, not for use)."""
+    trial = np.asarray(trial)
+    y = np.asarray(y, float)
+    x = np.asarray(x, float).reshape(len(y), -1)
+    z = np.zeros((len(y), 0)) if z is None else np.asarray(z, float).reshape(len(y), -1)
+    labels = np.unique(trial)
+    cols = []
+    for lab in labels:
+        rows = trial == lab
+        zi = np.column_stack([np.ones(rows.sum()), z[rows]])
+        _, r_ = np.linalg.qr(zi)
+        ind = np.abs(np.diag(r_)) > 1e-9 * np.abs(np.diag(r_)).max()
+        block = np.zeros((len(y), ind.sum()))
+        block[rows] = zi[:, ind]
+        cols.append(block)
+    f = np.column_stack(cols + [x])
+    s2 = np.broadcast_to(np.asarray(sigma2, float), labels.shape)
+    v = np.zeros((len(y), len(y)))
+    for i, lab in enumerate(labels):
+        rows = np.flatnonzero(trial == lab)
+        t = x[rows, 0]
+        v[np.ix_(rows, rows)] = s2[i] * np.eye(len(rows)) + tau2 * np.outer(t, t)
+    vinv = np.linalg.inv(v)
+    beta = np.linalg.solve(f.T @ vinv @ f, f.T @ vinv @ y)
+    r = y - f @ beta
+    return float(len(y) * LOG2PI + np.linalg.slogdet(v)[1] + r @ vinv @ r)
+
+
+def fit_ml_deviance(st: TrialStats, random_effect: bool = True) -> float:
+    """Minimum ML deviance over (sigma^2, tau^2 >= 0): enough for likelihood-ratio tests."""
+    start_gamma = _gamma_optimum(st)[0] if random_effect else 0.0
+    _, s2 = _profiled_deviance(st, start_gamma)
+    if not random_effect:
+        res = optimize.minimize_scalar(lambda ls: ml_deviance(st, np.exp(ls), 0.0),
+                                       bounds=(np.log(s2) - 2, np.log(s2) + 2), method="bounded",
+                                       options={"xatol": 1e-10})
+        return float(res.fun)
+    start = np.array([np.log(s2), np.sqrt(max(start_gamma * s2, 1e-4))])
+    res = optimize.minimize(lambda p: ml_deviance(st, np.exp(p[0]), p[1] ** 2), start, method="Nelder-Mead",
+                            options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 4000})
+    return float(min(res.fun, ml_deviance(st, np.exp(res.x[0]), 0.0)))
 
 
 def _profiled_deviance(st: TrialStats, gamma: float) -> tuple[float, float]:

@@ -1,0 +1,72 @@
+"""Every prespecified analysis on the derived data -> results/*.csv (CONTRACT.md)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .io import read_csv, write_csv
+from .overall import RESULT_COLUMNS, continuous_method, empty_row, fit_continuous, fit_recovery, result_row
+from .paths import Paths
+from .samples import outcome_sample
+from .settings import COMPARISONS, WINDOWS
+
+__all__ = ["load_derived", "overall_estimates", "fit_all"]
+
+log = logging.getLogger(__name__)
+N_NODES = 15
+
+
+def load_derived(paths: Paths) -> tuple[pd.DataFrame, pd.DataFrame]:
+    files = [paths.derived_file("participants"), paths.derived_file("outcomes")]
+    for f in files:
+        if not f.exists():
+            raise InputError("derived data not found", file=f, hint="run `python -m analysis harmonise` first")
+    return read_csv(files[0]), read_csv(files[1])
+
+
+def overall_one(participants, outcomes, comparison, outcome, window, analysis="overall",
+                inference="satterthwaite", residual="common", random_effect=True) -> dict:
+    """One overall analysis as a results row (never raises for too little data: it says so)."""
+    sample = outcome_sample(participants, outcomes, comparison, outcome, window)
+    k, n = sample.trial_id.nunique(), len(sample)
+    if outcome == "recovered":
+        method = f"one-stage mixed logistic, ML, AGHQ {N_NODES} nodes" + ("" if random_effect else ", common effect")
+        if k == 0 or sample.recovered.nunique() < 2 or sample.exercise.nunique() < 2:
+            return empty_row(analysis, comparison, outcome, window, "exercise", "log_or", method,
+                             "not estimable: no trials, no events or one arm only at this window", k, n)
+        fit = fit_recovery(sample, n_nodes=N_NODES, random_effect=random_effect)
+        s = fit.summary()
+        s.update(n_trials=k, n_participants=n)
+        return result_row(analysis, comparison, outcome, window, "exercise", "log_or", s, method, fit.message)
+    method = continuous_method(inference, residual, random_effect)
+    if k == 0 or sample.exercise.nunique() < 2:
+        return empty_row(analysis, comparison, outcome, window, "exercise", "md", method,
+                         "not estimable: no trials with both arms at this window", k, n)
+    fit = fit_continuous(sample, outcome, inference=inference, residual=residual, random_effect=random_effect)
+    return result_row(analysis, comparison, outcome, window, "exercise", "md", fit.summary(), method, fit.message)
+
+
+def overall_estimates(participants, outcomes, progress=None) -> pd.DataFrame:
+    rows = []
+    for comparison in COMPARISONS:
+        for outcome in ("pain", "function", "recovered"):
+            for w in WINDOWS:
+                rows.append(overall_one(participants, outcomes, comparison, outcome, w.name))
+                if progress:
+                    progress()
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def fit_all(paths: Paths, progress=None) -> list[Path]:
+    participants, outcomes = load_derived(paths)
+    bar = progress(len(COMPARISONS) * 9, "fit overall") if progress else None
+    est = overall_estimates(participants, outcomes, progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    written = [write_csv(est, paths.result_file("estimates"))]
+    return written

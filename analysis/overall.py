@@ -1,0 +1,106 @@
+"""Overall exercise effects: one-stage models per comparison, outcome and window, and the
+per-trial (first-stage) estimates used by the two-stage cross-check and forest plots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .glmm import fit_mixed_logistic
+from .meta import pool
+from .onestage import TrialStats, fit_reml, sufficient_stats
+from .samples import BASELINE
+
+__all__ = ["continuous_stats", "fit_continuous", "fit_recovery", "per_trial_effects", "two_stage",
+           "RESULT_COLUMNS", "result_row"]
+
+RESULT_COLUMNS = [
+    "analysis", "comparison", "outcome", "window", "term", "scale", "estimate", "se", "ci_low", "ci_high",
+    "df", "p", "tau2", "pi_low", "pi_high", "n_trials", "n_participants", "method", "converged", "note",
+]
+
+
+def result_row(analysis, comparison, outcome, window, term, scale, summary: dict, method, note="") -> dict:
+    row = {"analysis": analysis, "comparison": comparison, "outcome": outcome, "window": window,
+           "term": term, "scale": scale, "method": method, "note": note}
+    for key in ("estimate", "se", "ci_low", "ci_high", "df", "p", "tau2", "pi_low", "pi_high",
+                "n_trials", "n_participants", "converged"):
+        row[key] = summary.get(key, np.nan)
+    return row
+
+
+def empty_row(analysis, comparison, outcome, window, term, scale, method, note, n_trials=0, n_participants=0):
+    """A row for an analysis that could not be estimated, saying why."""
+    return result_row(analysis, comparison, outcome, window, term, scale,
+                      {"n_trials": n_trials, "n_participants": n_participants, "converged": False}, method, note)
+
+
+def continuous_stats(sample: pd.DataFrame, outcome: str) -> TrialStats:
+    """Per-trial statistics of the ANCOVA one-stage model (baseline slope per trial)."""
+    return sufficient_stats(sample.trial_id.to_numpy(), sample[outcome].to_numpy(float),
+                            sample[["exercise"]].to_numpy(float), sample[[BASELINE[outcome]]].to_numpy(float),
+                            terms=["exercise"])
+
+
+def fit_continuous(sample, outcome, inference="satterthwaite", residual="common", random_effect=True):
+    st = continuous_stats(sample, outcome)
+    return fit_reml(st, inference=inference, residual=residual, random_effect=random_effect)
+
+
+def continuous_method(inference="satterthwaite", residual="common", random_effect=True) -> str:
+    parts = ["one-stage LMM, REML"]
+    parts.append("random exercise effect" if random_effect else "common effect")
+    if residual == "trial":
+        parts.append("trial-specific residual variances")
+    parts.append("Satterthwaite t" if inference == "satterthwaite" else "z (normal)")
+    return ", ".join(parts)
+
+
+def fit_recovery(sample, n_nodes=15, random_effect=True):
+    return fit_mixed_logistic(sample.trial_id.to_numpy(), sample.recovered.to_numpy(float),
+                              sample[["pain_bl", "function_bl"]].to_numpy(float), sample.exercise.to_numpy(float),
+                              n_nodes=n_nodes, random_effect=random_effect)
+
+
+def per_trial_effects(sample, outcome) -> pd.DataFrame:
+    """First-stage estimates: each trial's ANCOVA (y ~ baseline + exercise) exercise effect.
+
+    Continuous outcomes come from the per-trial statistics (the same numbers an OLS fit
+    gives: tested against statsmodels and lm() in tests/test_overall.py). Recovery uses a
+    per-trial logistic regression (statsmodels GLM). Trials without both arms or without
+    residual degrees of freedom are skipped.
+    """
+    rows = []
+    if outcome == "recovered":
+        import statsmodels.api as sm
+
+        for tid, d in sample.groupby("trial_id"):
+            y = d.recovered.to_numpy(float)
+            if d.exercise.nunique() < 2 or y.min() == y.max() or len(d) < 6:
+                continue
+            x = np.column_stack([np.ones(len(d)), d.pain_bl, d.function_bl, d.exercise])
+            try:
+                r = sm.GLM(y, x, family=sm.families.Binomial()).fit()
+            except Exception:  # separation: no finite estimate for this trial
+                continue
+            if not np.isfinite(r.bse[3]) or r.bse[3] > 20:
+                continue
+            rows.append((tid, float(r.params[3]), float(r.bse[3] ** 2), len(d)))
+        return pd.DataFrame(rows, columns=["trial_id", "estimate", "variance", "n"])
+    st = continuous_stats(sample, outcome)
+    for i, tid in enumerate(st.trial_ids):
+        c = st.cross[i]
+        stt, sty, syy = c[0, 0], c[0, 1], c[1, 1]
+        df = st.resid_df[i] - 1
+        if stt <= 1e-12 or df <= 0:
+            continue
+        est = sty / stt
+        sigma2 = (syy - sty**2 / stt) / df
+        rows.append((tid, est, sigma2 / stt, int(st.n[i])))
+    return pd.DataFrame(rows, columns=["trial_id", "estimate", "variance", "n"])
+
+
+def two_stage(effects: pd.DataFrame, method="REML", hartung_knapp=True):
+    """Second stage: random-effects pooling of the per-trial estimates."""
+    return pool(effects.estimate.to_numpy(), effects.variance.to_numpy(), method=method, hartung_knapp=hartung_knapp)
