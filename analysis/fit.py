@@ -52,6 +52,7 @@ def overall_one(participants, outcomes, comparison, outcome, window, analysis="o
 
 
 def overall_estimates(participants, outcomes, progress=None) -> pd.DataFrame:
+    """Every overall analysis: three comparisons x three outcomes x three windows."""
     rows = []
     for comparison in COMPARISONS:
         for outcome in ("pain", "function", "recovered"):
@@ -62,11 +63,27 @@ def overall_estimates(participants, outcomes, progress=None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
+def _with_bar(progress, total, desc, fn, **kw):
+    bar = progress(total, desc) if progress else None
+    try:
+        return fn(progress=bar.update if bar else None, **kw)
+    finally:
+        if bar:
+            bar.close()
+
+
 def fit_all(paths: Paths, progress=None) -> list[Path]:
+    """Overall effects, modifiers (with figure data and covariate availability) and
+    sensitivity analyses, written to the results folder."""
+    from .modifiers import availability_matrix, modifier_estimates
+
     participants, outcomes = load_derived(paths)
-    bar = progress(len(COMPARISONS) * 9, "fit overall") if progress else None
-    est = overall_estimates(participants, outcomes, progress=bar.update if bar else None)
-    if bar:
-        bar.close()
+    est = _with_bar(progress, len(COMPARISONS) * 9, "overall effects", overall_estimates,
+                    participants=participants, outcomes=outcomes)
     written = [write_csv(est, paths.result_file("estimates"))]
+    mods, curves = _with_bar(progress, len(COMPARISONS) * 90, "modifiers", modifier_estimates,
+                             participants=participants, outcomes=outcomes)
+    written.append(write_csv(mods, paths.result_file("modifiers")))
+    written.append(write_csv(curves, paths.result_file("modifier_effects")))
+    written.append(write_csv(availability_matrix(participants), paths.result_file("covariate_availability")))
     return written

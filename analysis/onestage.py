@@ -219,19 +219,29 @@ def ml_deviance_dense(trial, y, x, z, sigma2, tau2) -> float:
     return float(len(y) * LOG2PI + np.linalg.slogdet(v)[1] + r @ vinv @ r)
 
 
+def _ml_profiled(st: TrialStats, gamma: float) -> float:
+    """ML deviance with sigma^2 profiled out (sigma^2 = GLS residual sum of squares / N)."""
+    q = len(st.terms)
+    m, _ = _mixed_cross(st, 1.0, gamma)
+    a, b, yy = m[:q, :q], m[:q, q], m[q, q]
+    rss = yy - b @ np.linalg.solve(a, b)
+    if rss <= 0:
+        return np.inf
+    sigma2 = rss / st.n.sum()
+    return ml_deviance(st, sigma2, gamma * sigma2)
+
+
 def fit_ml_deviance(st: TrialStats, random_effect: bool = True) -> float:
     """Minimum ML deviance over (sigma^2, tau^2 >= 0): enough for likelihood-ratio tests."""
-    start_gamma = _gamma_optimum(st)[0] if random_effect else 0.0
-    _, s2 = _profiled_deviance(st, start_gamma)
     if not random_effect:
-        res = optimize.minimize_scalar(lambda ls: ml_deviance(st, np.exp(ls), 0.0),
-                                       bounds=(np.log(s2) - 2, np.log(s2) + 2), method="bounded",
-                                       options={"xatol": 1e-10})
-        return float(res.fun)
-    start = np.array([np.log(s2), np.sqrt(max(start_gamma * s2, 1e-4))])
-    res = optimize.minimize(lambda p: ml_deviance(st, np.exp(p[0]), p[1] ** 2), start, method="Nelder-Mead",
-                            options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 4000})
-    return float(min(res.fun, ml_deviance(st, np.exp(res.x[0]), 0.0)))
+        return _ml_profiled(st, 0.0)
+    f = lambda lg: _ml_profiled(st, np.exp(lg))  # noqa: E731
+    grid = np.linspace(-12, 8, 21)
+    vals = np.array([f(g) for g in grid])
+    i = int(np.nanargmin(vals))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    res = optimize.minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
+    return float(min(res.fun, _ml_profiled(st, 0.0)))
 
 
 def _profiled_deviance(st: TrialStats, gamma: float) -> tuple[float, float]:
@@ -414,7 +424,7 @@ class OneStageFit:
 def _gamma_optimum(st: TrialStats):
     """Maximise the profiled restricted likelihood over gamma = tau^2/sigma^2 >= 0."""
     f = lambda lg: _profiled_deviance(st, np.exp(lg))[0]  # noqa: E731
-    grid = np.linspace(-12, 8, 41)
+    grid = np.linspace(-12, 8, 21)
     vals = np.array([f(g) for g in grid])
     i = int(np.nanargmin(vals))
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]

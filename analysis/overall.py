@@ -3,9 +3,11 @@ per-trial (first-stage) estimates used by the two-stage cross-check and forest p
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
-from scipy import stats
+from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from .glmm import fit_mixed_logistic
 from .meta import pool
@@ -81,9 +83,11 @@ def per_trial_effects(sample, outcome) -> pd.DataFrame:
                 continue
             x = np.column_stack([np.ones(len(d)), d.pain_bl, d.function_bl, d.exercise])
             try:
-                r = sm.GLM(y, x, family=sm.families.Binomial()).fit()
-            except Exception:  # separation: no finite estimate for this trial
-                continue
+                with warnings.catch_warnings(), np.errstate(over="ignore"):
+                    warnings.simplefilter("error", PerfectSeparationWarning)
+                    r = sm.GLM(y, x, family=sm.families.Binomial()).fit()
+            except (PerfectSeparationWarning, np.linalg.LinAlgError, ValueError):
+                continue  # separation: no finite estimate from this trial
             if not np.isfinite(r.bse[3]) or r.bse[3] > 20:
                 continue
             rows.append((tid, float(r.params[3]), float(r.bse[3] ** 2), len(d)))

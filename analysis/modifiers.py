@@ -1,0 +1,265 @@
+"""Treatment-effect modifiers with within-trial information only (Riley et al. 2020;
+Fisher et al. 2017; Hua et al. 2017).
+
+For covariate x, each trial's participants are centred at the trial mean (over the
+analysis sample): xc = x - xbar_i. The one-stage model adds a trial-specific slope for
+xc, the within-trial interaction exercise x xc (reported as ``exercise:<covariate>``) and,
+separately, the across-trial term exercise x xbar (``exercise:<covariate>:across``), so
+that the within-trial estimate is free of ecological bias.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
+
+from .glmm import fit_mixed_logistic
+from .meta import pool
+from .onestage import fit_ml_deviance, fit_reml, sufficient_stats
+from .overall import RESULT_COLUMNS, result_row
+from .samples import BASELINE, outcome_sample
+from .settings import BINARY_COVARIATES, COMPARISONS, COVARIATES, WINDOWS
+
+__all__ = ["MODIFIER_COLUMNS", "availability_matrix", "modifier_sample", "fit_modifier", "modifier_estimates",
+           "rcs_nonlinear_term"]
+
+CONTINUOUS_COVARIATES = tuple(c for c in COVARIATES if c not in BINARY_COVARIATES)
+MODIFIER_COLUMNS = RESULT_COLUMNS + [
+    "p_adjusted", "trials_within", "two_stage_estimate", "two_stage_se", "two_stage_disagrees", "nonlinearity_p",
+]
+N_NODES = 15
+
+
+def availability_matrix(participants: pd.DataFrame) -> pd.DataFrame:
+    """Trial x covariate: measured, partly missing or not measured, with the share missing."""
+    rows = []
+    for tid, d in participants.groupby("trial_id"):
+        for cov in COVARIATES:
+            share = float(d[cov].isna().mean())
+            status = "not measured" if share == 1 else "partly missing" if share > 0 else "measured"
+            rows.append({"trial_id": tid, "covariate": cov, "status": status, "share_missing": share, "n": len(d)})
+    return pd.DataFrame(rows)
+
+
+def modifier_sample(participants, outcomes, comparison, outcome, window, covariate) -> pd.DataFrame:
+    """Complete cases on outcome, baseline(s) and covariate, with trial mean and centred value."""
+    d = outcome_sample(participants, outcomes, comparison, outcome, window, covariate=covariate)
+    xbar = d.groupby("trial_id")[covariate].transform("mean")
+    return d.assign(xbar=xbar, xc=d[covariate] - xbar)
+
+
+def rcs_nonlinear_term(x, knots):
+    """The non-linear basis term of a restricted cubic spline with three knots (Harrell,
+    Regression Modeling Strategies, 2.4.5), scaled by (t3 - t1)^2. Written by hand: patsy's
+    cr() uses another parametrisation whose linear part is not x itself."""
+    t1, t2, t3 = knots
+    pos = lambda u: np.maximum(u, 0.0) ** 3  # noqa: E731
+    return (pos(x - t1) - pos(x - t2) * (t3 - t1) / (t3 - t2) + pos(x - t3) * (t2 - t1) / (t3 - t2)) / (t3 - t1) ** 2
+
+
+def _continuous_design(d, outcome, covariate, spline=None):
+    ex = d.exercise.to_numpy(float)
+    xc, xbar = d.xc.to_numpy(float), d.xbar.to_numpy(float)
+    z = [d[BASELINE[outcome]].to_numpy(float), xc]
+    x = [ex, ex * xc, ex * xbar]
+    terms = ["exercise", f"exercise:{covariate}", f"exercise:{covariate}:across"]
+    if spline is not None:
+        z.append(spline)
+        x.insert(2, ex * spline)
+        terms.insert(2, f"exercise:{covariate}:nonlinear")
+    return sufficient_stats(d.trial_id.to_numpy(), d[outcome].to_numpy(float), np.column_stack(x),
+                            np.column_stack(z), terms=terms)
+
+
+def _within_two_stage(st):
+    """Per-trial OLS of the within-trial interaction (exercise, exercise x xc after the
+    trial's own terms), pooled by REML: the 'deft' approach of Fisher et al. (2017)."""
+    est, var = [], []
+    for i in range(st.k):
+        c = st.cross[i]
+        s = c[np.ix_([0, 1], [0, 1])]
+        sy = c[[0, 1], -1]
+        df = st.resid_df[i] - 2
+        if df <= 0 or np.linalg.cond(s) > 1e10 or s[1, 1] <= 1e-10:
+            continue
+        inv = np.linalg.inv(s)
+        b = inv @ sy
+        sigma2 = (c[-1, -1] - sy @ b) / df
+        est.append(b[1])
+        var.append(sigma2 * inv[1, 1])
+    if len(est) < 2:
+        return np.nan, np.nan
+    r = pool(est, var, method="REML")
+    return r.estimate, r.se
+
+
+def _logistic_two_stage(d, covariate):
+    import statsmodels.api as sm
+
+    est, var = [], []
+    for _, g in d.groupby("trial_id"):
+        y = g.recovered.to_numpy(float)
+        if g.exercise.nunique() < 2 or g.xc.var() <= 1e-12 or y.min() == y.max() or len(g) < 10:
+            continue
+        cols = [np.ones(len(g)), g.xc, g.exercise, g.exercise * g.xc]
+        cols += [g[c] for c in ("pain_bl", "function_bl") if c != covariate]
+        try:
+            with warnings.catch_warnings(), np.errstate(over="ignore"):
+                warnings.simplefilter("error", PerfectSeparationWarning)
+                r = sm.GLM(y, np.column_stack(cols), family=sm.families.Binomial()).fit()
+        except (PerfectSeparationWarning, np.linalg.LinAlgError, ValueError):
+            continue  # separation within a small trial: no finite estimate from it
+        if np.isfinite(r.bse[3]) and r.bse[3] < 10:
+            est.append(r.params[3])
+            var.append(r.bse[3] ** 2)
+    if len(est) < 2:
+        return np.nan, np.nan
+    r = pool(est, var, method="REML")
+    return r.estimate, r.se
+
+
+def _row(comparison, outcome, window, term, scale, summary, method, note, extra):
+    row = result_row("modifier", comparison, outcome, window, term, scale, summary, method, note)
+    row.update(extra)
+    return row
+
+
+def _coef_summary(est, se, df, k, n, converged):
+    crit = stats.t.ppf(0.975, df) if np.isfinite(df) else stats.norm.ppf(0.975)
+    tstat = est / se if se > 0 else np.nan
+    p = 2 * (stats.t.sf(abs(tstat), df) if np.isfinite(df) else stats.norm.sf(abs(tstat)))
+    return dict(estimate=est, se=se, ci_low=est - crit * se, ci_high=est + crit * se, df=df, p=float(p),
+                n_trials=k, n_participants=n, converged=converged)
+
+
+def fit_modifier(participants, outcomes, comparison, outcome, window, covariate):
+    """Within- and across-trial interaction rows for one covariate, and figure data."""
+    d = modifier_sample(participants, outcomes, comparison, outcome, window, covariate)
+    k, n = d.trial_id.nunique(), len(d)
+    scale = "log_or" if outcome == "recovered" else "md"
+    within_term, across_term = f"exercise:{covariate}", f"exercise:{covariate}:across"
+    varies = d.groupby("trial_id").apply(
+        lambda g: g.loc[g.exercise == 1, "xc"].var() > 1e-12 and g.loc[g.exercise == 0, "xc"].var() > 1e-12
+        if g.exercise.nunique() == 2 and len(g) > 3 else False, include_groups=False)
+    trials_within = int(varies.sum()) if len(varies) else 0
+    extra = {"trials_within": trials_within, "p_adjusted": np.nan, "two_stage_estimate": np.nan,
+             "two_stage_se": np.nan, "two_stage_disagrees": np.nan, "nonlinearity_p": np.nan}
+    method = ("one-stage mixed logistic, ML, AGHQ 15 nodes, within-trial interaction" if outcome == "recovered"
+              else "one-stage LMM, REML, Satterthwaite t, within-trial interaction")
+    if trials_within < 2:
+        ids = ", ".join(varies.index[varies]) if trials_within else "none"
+        note = (f"not estimable: the covariate varies within both arms in {trials_within} trial(s) "
+                f"({ids}); a within-trial interaction needs at least two")
+        empty = dict(n_trials=k, n_participants=n, converged=False)
+        return [_row(comparison, outcome, window, within_term, scale, empty, method, note, extra),
+                _row(comparison, outcome, window, across_term, scale, empty, method, note, extra)], None
+
+    if outcome == "recovered":
+        common = [c for c in ("pain_bl", "function_bl") if c != covariate]
+        ex = d.exercise.to_numpy(float)
+        x = np.column_stack([d[common].to_numpy(float), ex * d.xc, ex * d.xbar])
+        fit = fit_mixed_logistic(d.trial_id.to_numpy(), d.recovered.to_numpy(float), x, ex,
+                                 z=d[["xc"]].to_numpy(float), n_nodes=N_NODES)
+        j = len(common)
+        coef = np.r_[fit.beta, fit.theta]
+        cov = fit.cov_common
+        with np.errstate(invalid="ignore"):
+            est_w, se_w, est_a, se_a = coef[j], np.sqrt(cov[j, j]), coef[j + 1], np.sqrt(cov[j + 1, j + 1])
+        df_w = df_a = np.inf
+        converged, note, tau2 = fit.converged, fit.message, fit.tau2
+        ts = _logistic_two_stage(d, covariate)
+        # effect at the covariate's overall mean for a trial whose mean is the overall mean:
+        # the centred x columns make theta the effect at x = mean(x) only after re-centring
+        idx = [len(coef) - 1, j, j + 1]
+        centre = np.array([0, ex @ d.xc / len(ex), ex @ d.xbar / len(ex)])  # _Data centres x globally
+        curve_coef, curve_cov, curve_df = coef[idx], cov[np.ix_(idx, idx)], np.inf
+        curve_offset = -curve_coef[1:] @ centre[1:]
+    else:
+        st = _continuous_design(d, outcome, covariate)
+        fit = fit_reml(st)
+        se = np.sqrt(np.diag(fit.cov))
+        est_w, se_w, df_w = fit.coef[1], se[1], fit.df[1]
+        est_a, se_a, df_a = fit.coef[2], se[2], fit.df[2]
+        converged, note, tau2 = fit.converged, fit.message, fit.tau2
+        ts = _within_two_stage(st)
+        curve_coef, curve_cov, curve_df, curve_offset = fit.coef, fit.cov, fit.df[0], 0.0
+        if covariate in CONTINUOUS_COVARIATES and trials_within >= 3:
+            knots = np.percentile(d.xc, [10, 50, 90])
+            if np.all(np.diff(knots) > 0):
+                spline = rcs_nonlinear_term(d.xc.to_numpy(float), knots)
+                # both models carry the spline's main effect in each trial's own terms, so
+                # they differ only by the exercise x spline term: an ML likelihood-ratio test
+                dev_lin = fit_ml_deviance(_with_extra_z(d, outcome, covariate, spline))
+                dev_nl = fit_ml_deviance(_continuous_design(d, outcome, covariate, spline))
+                extra["nonlinearity_p"] = float(stats.chi2.sf(max(dev_lin - dev_nl, 0.0), 1))
+    extra["two_stage_estimate"], extra["two_stage_se"] = ts
+    if np.isfinite(ts[0]):
+        extra["two_stage_disagrees"] = bool(abs(ts[0] - est_w) > max(se_w, ts[1]))
+    summary_w = _coef_summary(est_w, se_w, df_w, k, n, converged)
+    summary_w["tau2"] = tau2
+    rows = [_row(comparison, outcome, window, within_term, scale, summary_w, method, note, extra)]
+    across_extra = dict(extra, two_stage_estimate=np.nan, two_stage_se=np.nan, two_stage_disagrees=np.nan,
+                        nonlinearity_p=np.nan)
+    if k >= 3:
+        summary_a = _coef_summary(est_a, se_a, df_a, k, n, converged)
+        summary_a["tau2"] = tau2
+        rows.append(_row(comparison, outcome, window, across_term, scale, summary_a, method,
+                         "across-trial (ecological) association: not a modifier estimate", across_extra))
+    else:
+        rows.append(_row(comparison, outcome, window, across_term, scale, dict(n_trials=k, n_participants=n, converged=False),
+                         method, "not estimable: fewer than three trials", across_extra))
+    curve = _effect_curve(d, covariate, curve_coef[:3], curve_cov[:3, :3], curve_df, curve_offset)
+    curve = curve.assign(comparison=comparison, outcome=outcome, window=window, covariate=covariate, scale=scale)
+    return rows, curve
+
+
+def _with_extra_z(d, outcome, covariate, spline):
+    """The linear-interaction model with the spline's main effect in each trial's terms."""
+    ex = d.exercise.to_numpy(float)
+    z = np.column_stack([d[BASELINE[outcome]].to_numpy(float), d.xc, spline])
+    x = np.column_stack([ex, ex * d.xc, ex * d.xbar])
+    return sufficient_stats(d.trial_id.to_numpy(), d[outcome].to_numpy(float), x, z,
+                            terms=["exercise", f"exercise:{covariate}", f"exercise:{covariate}:across"])
+
+
+def _effect_curve(d, covariate, coef, cov, df, offset):
+    """Predicted exercise effect across the covariate (continuous) or per level (binary),
+    for a participant of a trial whose covariate mean is the overall mean."""
+    xbar = float(d[covariate].mean())
+    if covariate in BINARY_COVARIATES:
+        grid = np.array([0.0, 1.0])
+    else:
+        grid = np.linspace(*np.percentile(d[covariate], [5, 95]), 25)
+    a = np.column_stack([np.ones_like(grid), grid - xbar, np.full_like(grid, xbar)])
+    est = a @ coef + offset
+    se = np.sqrt(np.einsum("ij,jk,ik->i", a, cov, a))
+    crit = stats.t.ppf(0.975, df) if np.isfinite(df) else stats.norm.ppf(0.975)
+    return pd.DataFrame({"value": grid, "estimate": est, "se": se, "ci_low": est - crit * se, "ci_high": est + crit * se})
+
+
+def modifier_estimates(participants, outcomes, windows=None, outcomes_list=("pain", "function", "recovered"),
+                       progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every prespecified interaction, with Holm-adjusted p-values within each comparison,
+    outcome and window (the family of the ten prespecified covariates)."""
+    windows = windows or [w.name for w in WINDOWS]
+    rows, curves = [], []
+    for comparison in COMPARISONS:
+        for outcome in outcomes_list:
+            for window in windows:
+                for covariate in COVARIATES:
+                    r, c = fit_modifier(participants, outcomes, comparison, outcome, window, covariate)
+                    rows.extend(r)
+                    if c is not None:
+                        curves.append(c)
+                    if progress:
+                        progress()
+    table = pd.DataFrame(rows, columns=MODIFIER_COLUMNS)
+    within = ~table.term.str.endswith(":across") & table.p.notna()
+    for _, idx in table[within].groupby(["comparison", "outcome", "window"]).groups.items():
+        table.loc[idx, "p_adjusted"] = multipletests(table.loc[idx, "p"], method="holm")[1]
+    return table, (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame())
