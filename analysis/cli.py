@@ -49,6 +49,15 @@ def cmd_harmonise(args, paths: Paths) -> int:
 def cmd_check(args, paths: Paths) -> int:
     from .pipeline import check
 
+    if args.results:
+        from .provenance import is_stale
+
+        if is_stale(paths):
+            print(f"results in {paths.results_dir} are missing or stale against the current specs, raw files "
+                  "or analysis code: run `python -m analysis all`", file=sys.stderr)
+            return 1
+        print("results are current: inputs unchanged since they were made")
+        return 0
     problems, notes = check(paths)
     for note in notes:
         print(note)
@@ -99,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("all", parents=[common], help="demo-data (if data/raw is empty), harmonise, fit")
     p.add_argument("--seed", type=int, default=2020, help="seed for demo-data (default 2020)")
     p.set_defaults(func=cmd_all)
-    sub.add_parser("check", parents=[common], help="validate specs and raw files only; exit 1 with a report on problems").set_defaults(func=cmd_check)
+    p = sub.add_parser("check", parents=[common], help="validate specs and raw files only; exit 1 with a report on problems")
+    p.add_argument("--results", action="store_true", help="instead, report whether results are stale against the inputs")
+    p.set_defaults(func=cmd_check)
     return parser
 
 

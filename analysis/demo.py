@@ -519,6 +519,7 @@ def write_raw(raw_dir, seed: int = 2020, data: DemoData | None = None) -> list[P
             writer = pyreadstat.write_sav if d.fmt == "sav" else pyreadstat.write_dta
             writer(out, str(path), variable_value_labels={k: v for k, v in labels.items() if k in out.columns})
         paths.append(path)
+    (raw_dir / "DEMO_SEED").write_text(f"{seed}\n")  # provenance: these files are the synthetic demo
     return paths
 
 

@@ -12,6 +12,7 @@ from .errors import InputError
 from .io import read_csv, write_csv
 from .overall import RESULT_COLUMNS, continuous_method, empty_row, fit_continuous, fit_recovery, result_row
 from .paths import Paths
+from .provenance import write_provenance
 from .samples import outcome_sample
 from .settings import COMPARISONS, WINDOWS
 
@@ -72,7 +73,7 @@ def _with_bar(progress, total, desc, fn, **kw):
             bar.close()
 
 
-def fit_all(paths: Paths, progress=None) -> list[Path]:
+def fit_all(paths: Paths, progress=None, seed=None, imputations: int = 20) -> list[Path]:
     """Overall effects, modifiers (with figure data and covariate availability) and
     sensitivity analyses, written to the results folder."""
     from .modifiers import availability_matrix, modifier_estimates
@@ -86,4 +87,13 @@ def fit_all(paths: Paths, progress=None) -> list[Path]:
     written.append(write_csv(mods, paths.result_file("modifiers")))
     written.append(write_csv(curves, paths.result_file("modifier_effects")))
     written.append(write_csv(availability_matrix(participants), paths.result_file("covariate_availability")))
+    from .sensitivity import influence_summary, sensitivity_estimates
+
+    visits = read_csv(paths.derived_file("visits"))
+    trials = read_csv(paths.derived_file("trials"))
+    sens = _with_bar(progress, 10, "sensitivity", sensitivity_estimates, participants=participants,
+                     outcomes=outcomes, visits=visits, trials=trials, m=imputations)
+    written.append(write_csv(sens, paths.result_file("sensitivity")))
+    written.append(write_csv(influence_summary(sens, est), paths.result_file("influence")))
+    written.append(write_provenance(paths, seed=seed))
     return written

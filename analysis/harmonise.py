@@ -28,6 +28,7 @@ PARTICIPANT_COLUMNS = [
 ]
 OUTCOME_COLUMNS = ["trial_id", "participant_id", "window", "months", "pain", "function", "recovered"]
 EXCLUSION_COLUMNS = ["trial_id", "source_file", "source_row", "participant_id", "reason"]
+VISIT_COLUMNS = ["trial_id", "participant_id", "window", "months", "pain", "function"]
 # Numeric tolerance for a value that is a hair outside its range through floating point.
 _EPS = 1e-9
 _NON_NUMERIC_STOP = 0.5  # above this share of unreadable values a column is a spec problem
@@ -44,6 +45,7 @@ class TrialResult:
     n_rows: int = 0
     used_rows: set = field(default_factory=set)
     excluded_codes: list = field(default_factory=list)  # first reason code of each excluded record
+    visits: pd.DataFrame = None  # every observed follow-up inside a window (for sensitivity analyses)
 
 
 # ----------------------------------------------------------------------------- derivations
@@ -367,6 +369,15 @@ def harmonise_trial(spec: TrialSpec, raw_dir) -> TrialResult:
             "recovered": _recovered(p, f)})[keep])
     outcomes = (pd.concat(outcome_rows, ignore_index=True) if outcome_rows
                 else pd.DataFrame(columns=OUTCOME_COLUMNS))
+    visit_rows = []
+    for window, candidates in assign_windows(months).items():
+        for m in candidates:
+            pain, func = scores.get(("pain", m), np.full(n, np.nan)), scores.get(("function", m), np.full(n, np.nan))
+            seen = keep & ~(np.isnan(pain) & np.isnan(func))
+            visit_rows.append(pd.DataFrame({"trial_id": spec.trial_id, "participant_id": pid[seen], "window": window,
+                                            "months": m, "pain": pain[seen], "function": func[seen]}))
+    visits = (pd.concat(visit_rows, ignore_index=True).sort_values(["participant_id", "months"], kind="stable")
+              if visit_rows else pd.DataFrame(columns=VISIT_COLUMNS))
 
     excl = []
     for i, reasons in sorted(t.excluded.items()):
@@ -380,7 +391,7 @@ def harmonise_trial(spec: TrialSpec, raw_dir) -> TrialResult:
     exclusions = pd.DataFrame(excl, columns=EXCLUSION_COLUMNS).sort_values("source_row", kind="stable")
     used = {r for i in np.flatnonzero(keep) for r in rec.at[i, "_rows"] if r not in set(rec.at[i, "_outside_rows"])}
     return TrialResult(spec, participants, outcomes.reset_index(drop=True), exclusions.reset_index(drop=True),
-                       t.log, received=n, n_rows=n_rows, used_rows=used,
+                       t.log, received=n, n_rows=n_rows, used_rows=used, visits=visits.reset_index(drop=True),
                        excluded_codes=[reasons[0].split(":")[0] for _, reasons in sorted(t.excluded.items())])
 
 
@@ -441,6 +452,7 @@ def harmonise_all(spec_dir, raw_dir, progress=None) -> tuple[list[TrialResult], 
         "participants": pd.concat([r.participants for r in results], ignore_index=True),
         "outcomes": pd.concat([r.outcomes for r in results], ignore_index=True),
         "exclusions": pd.concat([r.exclusions for r in results], ignore_index=True),
+        "visits": pd.concat([r.visits for r in results], ignore_index=True),
         "flow": flow_table(results),
         "trials": trials_table(results),
         "harmonisation_log": pd.DataFrame([(r.spec.trial_id, step, detail) for r in results for step, detail in r.log],

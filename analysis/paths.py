@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["PROJECT_ROOT", "Paths"]
@@ -11,10 +11,16 @@ __all__ = ["PROJECT_ROOT", "Paths"]
 PROJECT_ROOT = Path(os.environ.get("QUARTO_PROJECT_ROOT") or Path(__file__).resolve().parents[1])
 
 
+def _default(env: str, folder: str) -> Path:
+    """A folder of the project, unless IPD_DATA_DIR / IPD_RESULTS_DIR point elsewhere
+    (the book and the tests use these to read another data set)."""
+    return Path(os.environ[env]) if os.environ.get(env) else PROJECT_ROOT / folder
+
+
 @dataclass(frozen=True)
 class Paths:
-    data_dir: Path = PROJECT_ROOT / "data"
-    results_dir: Path = PROJECT_ROOT / "results"
+    data_dir: Path = field(default_factory=lambda: _default("IPD_DATA_DIR", "data"))
+    results_dir: Path = field(default_factory=lambda: _default("IPD_RESULTS_DIR", "results"))
 
     @property
     def specs(self) -> Path:

@@ -15,7 +15,7 @@ __all__ = ["harmonise", "check", "fit", "DERIVED_TABLES"]
 
 log = logging.getLogger(__name__)
 
-DERIVED_TABLES = ("participants", "outcomes", "exclusions", "flow", "trials", "harmonisation_log")
+DERIVED_TABLES = ("participants", "outcomes", "exclusions", "flow", "trials", "harmonisation_log", "visits")
 
 
 def harmonise(paths: Paths, progress=None) -> dict:

@@ -31,6 +31,8 @@ WINDOWS = (
 
 # Global recovery: pain <= 10 and function <= 10 on the 0-100 scale at that window.
 RECOVERY_THRESHOLD = 10.0
+# Sensitivity definition of recovery: at least 30 % improvement from baseline in both.
+RECOVERY_IMPROVEMENT = 0.30
 
 ARM_TYPES = ("exercise", "none_usual_care", "other_conservative")
 COMPARISONS = ("none_usual_care", "other_conservative", "any_non_exercise")

@@ -93,3 +93,13 @@ def test_single_study_and_bad_input():
     assert r.estimate == 0.3 and r.tau2 == 0 and np.isnan(r.pi_low)
     with pytest.raises(ValueError, match="positive"):
         pool([0.1, 0.2], [0.0, 0.1])
+
+
+def test_committed_reference_data_equal_shared_originals():
+    """data/reference/ is a copy of ../shared/data (so a clean clone validates on its own)."""
+    from analysis.reference_values import REFERENCE_DATA
+
+    if not ref.SHARED_DATA.exists():
+        pytest.skip("../shared/data is not present beside this clone")
+    for name in ("dat_bcg.csv", "onestage_reference.csv", "boundary_reference.csv"):
+        assert (REFERENCE_DATA / name).read_bytes() == (ref.SHARED_DATA / name).read_bytes()

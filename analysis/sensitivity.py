@@ -1,0 +1,175 @@
+"""Sensitivity analyses: do the conclusions survive other reasonable choices?
+
+Each analysis writes rows with the columns of estimates.csv and a distinct ``analysis``
+name: two_stage_<reml|dl|pm>, common_effect, trial_residual_variances, leave_out:<trial>,
+low_risk_of_bias, window_average, recovery_improvement, multiple_imputation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .fit import overall_one
+from .imputation import rubin, impute_once
+from .modifiers import _continuous_design
+from .onestage import fit_reml
+from .overall import RESULT_COLUMNS, continuous_stats, per_trial_effects, result_row
+from .samples import comparison_participants, outcome_sample
+from .settings import COMPARISONS, COVARIATES, RECOVERY_IMPROVEMENT, RECOVERY_THRESHOLD, WINDOWS
+
+__all__ = ["SENSITIVITY_COLUMNS", "sensitivity_estimates", "two_stage_rows", "leave_one_out", "influence_summary",
+           "window_average_outcomes", "improvement_recovery", "multiple_imputation", "PRIMARY"]
+
+SENSITIVITY_COLUMNS = RESULT_COLUMNS + ["fmi"]
+PRIMARY = [(c, o, "short") for c in ("none_usual_care", "other_conservative") for o in ("pain", "function")]
+ALL_OVERALL = [(c, o, w.name) for c in COMPARISONS for o in ("pain", "function", "recovered") for w in WINDOWS]
+
+
+def two_stage_rows(participants, outcomes, method) -> list[dict]:
+    """Per-trial estimates pooled with the given tau^2 estimator and Hartung-Knapp CIs."""
+    from .meta import pool
+
+    rows = []
+    name = f"two_stage_{method.lower()}"
+    for comparison, outcome, window in ALL_OVERALL:
+        sample = outcome_sample(participants, outcomes, comparison, outcome, window)
+        eff = per_trial_effects(sample, outcome)
+        scale = "log_or" if outcome == "recovered" else "md"
+        label = f"two-stage, {method} tau², Hartung-Knapp t(k-1)"
+        if len(eff) < 2:
+            rows.append(result_row(name, comparison, outcome, window, "exercise", scale,
+                                   {"n_trials": len(eff), "n_participants": int(eff.n.sum()), "converged": False},
+                                   label, "not estimable: fewer than two trials with a per-trial estimate"))
+            continue
+        r = pool(eff.estimate, eff.variance, method=method, hartung_knapp=True)
+        s = dict(r.as_dict(), n_trials=len(eff), n_participants=int(eff.n.sum()), converged=True)
+        rows.append(result_row(name, comparison, outcome, window, "exercise", scale, s, label,
+                               f"I² {r.i2:.1f}%, Q {r.q:.1f}"))
+    return rows
+
+
+def leave_one_out(participants, outcomes) -> list[dict]:
+    rows = []
+    for comparison, outcome, window in PRIMARY:
+        trials = sorted(outcome_sample(participants, outcomes, comparison, outcome, window).trial_id.unique())
+        for t in trials:
+            rows.append(overall_one(participants[participants.trial_id != t], outcomes[outcomes.trial_id != t],
+                                    comparison, outcome, window, analysis=f"leave_out:{t}"))
+    return rows
+
+
+def influence_summary(sensitivity: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
+    """Per primary result: the trial whose removal moves the estimate most, and tau^2 most."""
+    loo = sensitivity[sensitivity.analysis.str.startswith("leave_out:")]
+    rows = []
+    for (c, o, w), g in loo.groupby(["comparison", "outcome", "window"]):
+        p = estimates[(estimates.comparison == c) & (estimates.outcome == o) & (estimates.window == w)].iloc[0]
+        d_est = (g.estimate - p.estimate).abs()
+        d_tau = (g.tau2 - p.tau2).abs()
+        i, j = d_est.idxmax(), d_tau.idxmax()
+        rows.append({"comparison": c, "outcome": o, "window": w,
+                     "largest_estimate_change_trial": g.analysis[i].split(":")[1],
+                     "largest_estimate_change": float(g.estimate[i] - p.estimate),
+                     "largest_tau2_change_trial": g.analysis[j].split(":")[1],
+                     "largest_tau2_change": float(g.tau2[j] - p.tau2),
+                     "all_within_primary_ci": bool(((g.estimate >= p.ci_low) & (g.estimate <= p.ci_high)).all())})
+    return pd.DataFrame(rows)
+
+
+def window_average_outcomes(visits: pd.DataFrame, threshold=RECOVERY_THRESHOLD) -> pd.DataFrame:
+    """Alternative window definition: the mean of every follow-up inside the window."""
+    g = visits.groupby(["trial_id", "participant_id", "window"], sort=False)
+    out = g[["pain", "function"]].mean().reset_index()
+    out["months"] = g.months.mean().to_numpy()
+    rec = ((out.pain <= threshold) & (out.function <= threshold)).astype(float)
+    out["recovered"] = rec.where(out.pain.notna() & out.function.notna())
+    return out
+
+
+def improvement_recovery(participants, outcomes, share=RECOVERY_IMPROVEMENT) -> pd.DataFrame:
+    """Alternative recovery: at least ``share`` improvement from baseline in pain and function."""
+    o = outcomes.merge(participants[["trial_id", "participant_id", "pain_bl", "function_bl"]],
+                       on=["trial_id", "participant_id"], how="left")
+    ok = o.pain.notna() & o.function.notna() & (o.pain_bl > 0) & (o.function_bl > 0)
+    rec = ((o.pain <= (1 - share) * o.pain_bl) & (o.function <= (1 - share) * o.function_bl)).astype(float)
+    return outcomes.assign(recovered=rec.where(ok).to_numpy())
+
+
+def _mi_sample(participants, outcomes, comparison, window="short"):
+    """All participants of the comparison's trials that followed up in the window,
+    with outcomes left missing where not observed (to be imputed)."""
+    p = comparison_participants(participants, comparison)
+    o = outcomes[outcomes.window == window][["trial_id", "participant_id", "pain", "function"]]
+    trials = set(o.trial_id)
+    d = p[p.trial_id.isin(trials)].merge(o, on=["trial_id", "participant_id"], how="left")
+    return d.sort_values(["trial_id", "participant_id"], kind="stable").reset_index(drop=True)
+
+
+def multiple_imputation(participants, outcomes, m=20, seed=2020, comparisons=("none_usual_care", "other_conservative"),
+                        covariates=COVARIATES, window="short") -> list[dict]:
+    """Overall effects and within-trial interactions at short term, pooled over m
+    imputations with Rubin's rules (Barnard-Rubin df, fraction of missing information)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for comparison in comparisons:
+        base = _mi_sample(participants, outcomes, comparison, window)
+        collected: dict = {}
+        for _ in range(m):
+            d = impute_once(base, list(covariates), rng=rng)
+            for outcome in ("pain", "function"):
+                f = fit_reml(continuous_stats(d, outcome))
+                collected.setdefault((outcome, "exercise"), []).append((f.coef[0], f.cov[0, 0], f.df[0], f.tau2, f.n_trials, f.n_participants))
+                for cov in covariates:
+                    xbar = d.groupby("trial_id")[cov].transform("mean")
+                    dd = d.assign(xbar=xbar, xc=d[cov] - xbar)
+                    fm = fit_reml(_continuous_design(dd, outcome, cov))
+                    collected.setdefault((outcome, f"exercise:{cov}"), []).append(
+                        (fm.coef[1], fm.cov[1, 1], fm.df[1], fm.tau2, fm.n_trials, fm.n_participants))
+        for (outcome, term), vals in collected.items():
+            v = np.array(vals)
+            pooled = rubin(v[:, 0], v[:, 1], df_complete=float(np.mean(v[:, 2])))
+            from scipy import stats
+
+            crit = stats.t.ppf(0.975, pooled["df"])
+            est, se = pooled["estimate"], pooled["se"]
+            s = dict(estimate=est, se=se, ci_low=est - crit * se, ci_high=est + crit * se, df=pooled["df"],
+                     p=float(2 * stats.t.sf(abs(est / se), pooled["df"])), tau2=float(np.mean(v[:, 3])),
+                     n_trials=int(v[0, 4]), n_participants=int(v[0, 5]), converged=True)
+            row = result_row("multiple_imputation", comparison, outcome, window, term, "md", s,
+                             f"one-stage LMM, REML, {m} imputations (chained equations within trials), Rubin's rules, "
+                             "Barnard-Rubin df", f"fraction of missing information {pooled['fmi']:.2f}")
+            row["fmi"] = pooled["fmi"]
+            rows.append(row)
+    return rows
+
+
+def sensitivity_estimates(participants, outcomes, visits, trials, m=20, seed=2020, progress=None) -> pd.DataFrame:
+    rows = []
+
+    def step(new):
+        rows.extend(new)
+        if progress:
+            progress()
+
+    for method in ("REML", "DL", "PM"):
+        step(two_stage_rows(participants, outcomes, method))
+    step([overall_one(participants, outcomes, c, o, w, analysis="common_effect", random_effect=False)
+          for c, o, w in ALL_OVERALL])
+    step([overall_one(participants, outcomes, c, o, w, analysis="trial_residual_variances", residual="trial")
+          for c, o, w in ALL_OVERALL if o != "recovered"])
+    step(leave_one_out(participants, outcomes))
+    low = set(trials.loc[trials.risk_of_bias == "low", "trial_id"])
+    step([overall_one(participants[participants.trial_id.isin(low)], outcomes[outcomes.trial_id.isin(low)], c, o, w,
+                      analysis="low_risk_of_bias") for c, o, w in ALL_OVERALL])
+    averaged = window_average_outcomes(visits)
+    step([overall_one(participants, averaged, c, o, w, analysis="window_average") for c, o, w in ALL_OVERALL])
+    improved = improvement_recovery(participants, outcomes)
+    step([overall_one(participants, improved, c, "recovered", w.name, analysis="recovery_improvement")
+          for c in COMPARISONS for w in WINDOWS])
+    step(multiple_imputation(participants, outcomes, m=m, seed=seed))
+    table = pd.DataFrame(rows)
+    for col in SENSITIVITY_COLUMNS:
+        if col not in table:
+            table[col] = np.nan
+    return table[SENSITIVITY_COLUMNS]
