@@ -119,7 +119,8 @@ def _impute_variable(d, var, predictors, miss, rng):
         dof = max(len(yo) - xo.shape[1], 1)
         sigma2 = resid @ resid / rng.chisquare(dof)
         xtx_inv = np.linalg.pinv(xo.T @ xo)
-        draw = rng.multivariate_normal(beta, sigma2 * xtx_inv, method="svd")
+        xtx_inv = (xtx_inv + xtx_inv.T) / 2  # exact symmetry for the draw
+        draw = rng.multivariate_normal(beta, sigma2 * xtx_inv, method="eigh")
         alpha_var = sigma2 * np.diag(xtx_inv)[:k]
     lin = design @ draw
     unmeasured = sorted(set(trials[miss]) - set(measuring))
