@@ -80,6 +80,13 @@ def _logistic(x, y, ridge=1e-4, iters=30):
     return beta, np.linalg.inv(hess)
 
 
+def _draw_normal(rng, mean, cov):
+    """A multivariate normal draw; eigenvalues clipped at 0 so that a rank-deficient
+    covariance (collinear predictors) draws in the identified directions only."""
+    evals, evecs = np.linalg.eigh((cov + cov.T) / 2)
+    return mean + evecs @ (np.sqrt(np.clip(evals, 0, None)) * rng.standard_normal(len(mean)))
+
+
 def _draw_trial_intercepts(alpha, alpha_var, missing_trials, rng):
     """Intercepts for trials that never measured the variable: normal around the measuring
     trials' mean with their between-trial variance (moment estimate)."""
@@ -111,7 +118,7 @@ def _impute_variable(d, var, predictors, miss, rng):
     k = len(measuring)
     if binary:
         beta, cov = _logistic(xo, yo)
-        draw = rng.multivariate_normal(beta, cov, method="cholesky")
+        draw = _draw_normal(rng, beta, cov)
         alpha_var = np.diag(cov)[:k]
     else:
         beta, *_ = np.linalg.lstsq(xo, yo, rcond=None)
@@ -119,8 +126,7 @@ def _impute_variable(d, var, predictors, miss, rng):
         dof = max(len(yo) - xo.shape[1], 1)
         sigma2 = resid @ resid / rng.chisquare(dof)
         xtx_inv = np.linalg.pinv(xo.T @ xo)
-        xtx_inv = (xtx_inv + xtx_inv.T) / 2  # exact symmetry for the draw
-        draw = rng.multivariate_normal(beta, sigma2 * xtx_inv, method="eigh")
+        draw = _draw_normal(rng, beta, sigma2 * xtx_inv)
         alpha_var = sigma2 * np.diag(xtx_inv)[:k]
     lin = design @ draw
     unmeasured = sorted(set(trials[miss]) - set(measuring))
