@@ -78,6 +78,15 @@ def cmd_fit(args, paths: Paths) -> int:
     return 0
 
 
+def cmd_new_spec(args, paths: Paths) -> int:
+    from .newspec import write_draft
+
+    target = write_draft(args.raw_file, args.trial_id, paths.specs)
+    print(f"wrote a draft spec to {target}: confirm the lines marked CONFIRM, fill each TODO, "
+          f"then run `python -m analysis check`")
+    return 0
+
+
 def cmd_all(args, paths: Paths) -> int:
     raw_empty = not paths.raw.exists() or not any(p for p in paths.raw.iterdir() if not p.name.startswith((".", "README")))
     if raw_empty:
@@ -108,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("all", parents=[common], help="demo-data (if data/raw is empty), harmonise, fit")
     p.add_argument("--seed", type=int, default=2020, help="seed for demo-data (default 2020)")
     p.set_defaults(func=cmd_all)
+    p = sub.add_parser("new-spec", parents=[common], help="draft data/specs/<trial_id>.yaml from a raw file")
+    p.add_argument("raw_file", type=Path, help="the raw trial file (csv, xlsx, sav or dta)")
+    p.add_argument("--trial-id", required=True, help="identifier of the trial (the spec's file name)")
+    p.set_defaults(func=cmd_new_spec)
     p = sub.add_parser("check", parents=[common], help="validate specs and raw files only; exit 1 with a report on problems")
     p.add_argument("--results", action="store_true", help="instead, report whether results are stale against the inputs")
     p.set_defaults(func=cmd_check)

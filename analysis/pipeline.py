@@ -26,6 +26,8 @@ def harmonise(paths: Paths, progress=None) -> dict:
         bar.close()
     validate(tables["participants"], PARTICIPANTS, "participants")
     validate(tables["outcomes"], OUTCOMES, "outcomes")
+    for row in tables["flow"].itertuples():
+        log.info("%s: %d received, %d excluded, %d analysed", row.trial_id, row.received, row.excluded, row.analysed)
     for name in DERIVED_TABLES:
         write_csv(tables[name], paths.derived_file(name))
         log.info("wrote %s", paths.derived_file(name))

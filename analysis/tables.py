@@ -244,3 +244,39 @@ def mi_modifiers(rep: Report, window="short") -> GT:
     g = g.fmt_number(columns=[c for c in df.columns if "estimate" in c or "CI" in c], decimals=2).fmt_number(columns=["FMI"], decimals=2)
     return g.tab_spanner("Complete cases", ["CC trials", "CC estimate", "CC CI low", "CC CI high"]).tab_spanner(
         "Multiple imputation", ["MI trials", "MI estimate", "MI CI low", "MI CI high", "FMI"])
+
+
+def model_notes_data(rep: Report) -> pd.DataFrame:
+    """Every flagged model fit (boundary variance, not estimable, not converged, separation),
+    counted by kind and results file, with an example."""
+    frames = []
+    for name, df in (("estimates", rep.estimates), ("modifiers", rep.modifiers), ("sensitivity", rep.sensitivity)):
+        if df is None:
+            continue
+        d = df[df.note.notna() & (df.note != "") & ~df.note.str.startswith(("across-trial", "I²", "fraction", "common-effect model"))]
+        d = d.assign(file=name)
+        frames.append(d)
+    notes = pd.concat(frames, ignore_index=True)
+    kinds = {"boundary": "tau² at the boundary (0)", "not estimable": "not estimable",
+             "separation": "separation in a trial (its own slope infinite)",
+             "without variation": "trials without events set aside", "fewer than": "too few trials for tau²"}
+    rows = []
+    for key, label in kinds.items():
+        hit = notes[notes.note.str.contains(key)]
+        for f, g in hit.groupby("file"):
+            ex = g.iloc[0]
+            rows.append({"Issue": label, "Results file": f, "Fits": len(g),
+                         "Example": f"{ex.analysis}, {ex.comparison}, {ex.outcome}, {ex.window}, {ex.term}"})
+    failed = [(n, df) for n, df in (("estimates", rep.estimates), ("modifiers", rep.modifiers),
+                                    ("sensitivity", rep.sensitivity)) if df is not None]
+    for f, df in failed:
+        bad = df[(df.converged == False) & df.estimate.notna()]  # noqa: E712
+        if len(bad):
+            rows.append({"Issue": "optimiser did not converge", "Results file": f, "Fits": len(bad),
+                         "Example": f"{bad.iloc[0].analysis}, {bad.iloc[0].term}"})
+    return pd.DataFrame(rows, columns=["Issue", "Results file", "Fits", "Example"])
+
+
+def model_notes(rep: Report) -> GT:
+    return _gt(model_notes_data(rep), "Flagged model fits",
+               source="Each flagged fit carries its note in the 'note' column of its results file.")
