@@ -70,7 +70,26 @@ def cmd_check(args, paths: Paths) -> int:
     return 0
 
 
+def cmd_export_stats(args, paths: Paths) -> int:
+    from .fit import load_derived
+    from .summaries import export_trial_stats
+
+    participants, outcomes = load_derived(paths)
+    out = args.out or paths.data_dir / "stats"
+    written = export_trial_stats(participants, outcomes, out)
+    print(f"wrote per-trial statistics (no row-level data) for {len(written)} trials to {out}")
+    return 0
+
+
 def cmd_fit(args, paths: Paths) -> int:
+    if args.from_stats:
+        from .io import write_csv
+        from .summaries import fit_from_stats
+
+        est, mods = fit_from_stats(args.from_stats)
+        written = [write_csv(est, paths.result_file("estimates")), write_csv(mods, paths.result_file("modifiers"))]
+        print("wrote " + ", ".join(str(p) for p in written) + " (from per-trial statistics: continuous outcomes only)")
+        return 0
     from .pipeline import fit
 
     written = fit(paths, progress=_progress)
@@ -93,6 +112,7 @@ def cmd_all(args, paths: Paths) -> int:
         args.specs = False
         cmd_demo_data(args, paths)
     cmd_harmonise(args, paths)
+    args.from_stats = None
     return cmd_fit(args, paths)
 
 
@@ -113,7 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--specs", action="store_true", help="also (re)write the demo specs in data/specs/")
     p.set_defaults(func=cmd_demo_data)
     sub.add_parser("harmonise", parents=[common], help="validate and harmonise raw files into data/derived/").set_defaults(func=cmd_harmonise)
-    sub.add_parser("fit", parents=[common], help="fit every prespecified analysis into results/").set_defaults(func=cmd_fit)
+    p = sub.add_parser("fit", parents=[common], help="fit every prespecified analysis into results/")
+    p.add_argument("--from-stats", type=Path, default=None,
+                   help="fit the continuous one-stage models from per-trial statistics (export-stats) instead of raw data")
+    p.set_defaults(func=cmd_fit)
+    p = sub.add_parser("export-stats", parents=[common], help="write per-trial sufficient statistics (no row-level data)")
+    p.add_argument("--out", type=Path, default=None, help="folder for <trial_id>.json (default: <data-dir>/stats)")
+    p.set_defaults(func=cmd_export_stats)
     p = sub.add_parser("all", parents=[common], help="demo-data (if data/raw is empty), harmonise, fit")
     p.add_argument("--seed", type=int, default=2020, help="seed for demo-data (default 2020)")
     p.set_defaults(func=cmd_all)

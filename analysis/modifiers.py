@@ -137,28 +137,85 @@ def _coef_summary(est, se, df, k, n, converged):
                 n_trials=k, n_participants=n, converged=converged)
 
 
+def trials_varying(d: pd.DataFrame) -> pd.Series:
+    """Per trial: does the centred covariate vary within both arms (within-trial information)?"""
+    def varies(g):
+        if g.exercise.nunique() < 2 or len(g) <= 3:
+            return False
+        return bool(g.loc[g.exercise == 1, "xc"].var() > 1e-12 and g.loc[g.exercise == 0, "xc"].var() > 1e-12)
+
+    if d.empty:
+        return pd.Series(dtype=bool)
+    return d.groupby("trial_id").apply(varies, include_groups=False).astype(bool)
+
+
+def _empty_extra(trials_within):
+    return {"trials_within": trials_within, "p_adjusted": np.nan, "two_stage_estimate": np.nan,
+            "two_stage_se": np.nan, "two_stage_disagrees": np.nan, "nonlinearity_p": np.nan}
+
+
+def _method(outcome):
+    return ("one-stage mixed logistic, ML, AGHQ 15 nodes, within-trial interaction" if outcome == "recovered"
+            else "one-stage LMM, REML, Satterthwaite t, within-trial interaction")
+
+
+def not_estimable_rows(comparison, outcome, window, covariate, k, n, varies: pd.Series):
+    trials_within = int(varies.sum())
+    ids = ", ".join(varies.index[varies]) if trials_within else "none"
+    note = (f"not estimable: the covariate varies within both arms in {trials_within} trial(s) "
+            f"({ids}); a within-trial interaction needs at least two")
+    scale = "log_or" if outcome == "recovered" else "md"
+    empty = dict(n_trials=k, n_participants=n, converged=False)
+    return [_row(comparison, outcome, window, f"exercise:{covariate}", scale, empty, _method(outcome), note,
+                 _empty_extra(trials_within)),
+            _row(comparison, outcome, window, f"exercise:{covariate}:across", scale, empty, _method(outcome), note,
+                 _empty_extra(trials_within))]
+
+
+def interaction_rows(comparison, outcome, window, covariate, k, n, trials_within, within, across, converged,
+                     note, tau2, two_stage, nonlinearity_p=np.nan):
+    """The within-trial and across-trial rows, from (estimate, se, df) of each term."""
+    scale = "log_or" if outcome == "recovered" else "md"
+    extra = _empty_extra(trials_within)
+    extra["nonlinearity_p"] = nonlinearity_p
+    extra["two_stage_estimate"], extra["two_stage_se"] = two_stage
+    if np.isfinite(two_stage[0]):
+        extra["two_stage_disagrees"] = bool(abs(two_stage[0] - within[0]) > max(within[1], two_stage[1]))
+    summary_w = dict(_coef_summary(*within, k, n, converged), tau2=tau2)
+    rows = [_row(comparison, outcome, window, f"exercise:{covariate}", scale, summary_w, _method(outcome), note, extra)]
+    across_extra = dict(extra, two_stage_estimate=np.nan, two_stage_se=np.nan, two_stage_disagrees=np.nan,
+                        nonlinearity_p=np.nan)
+    if k >= 3:
+        summary_a = dict(_coef_summary(*across, k, n, converged), tau2=tau2)
+        rows.append(_row(comparison, outcome, window, f"exercise:{covariate}:across", scale, summary_a, _method(outcome),
+                         "across-trial (ecological) association: not a modifier estimate", across_extra))
+    else:
+        rows.append(_row(comparison, outcome, window, f"exercise:{covariate}:across", scale,
+                         dict(n_trials=k, n_participants=n, converged=False), _method(outcome),
+                         "not estimable: fewer than three trials", across_extra))
+    return rows
+
+
+def continuous_interaction(st):
+    """REML fit of the within/across interaction model and its two-stage check, from the
+    per-trial statistics alone (so it can run on exported summaries)."""
+    fit = fit_reml(st)
+    se = np.sqrt(np.diag(fit.cov))
+    within = (fit.coef[1], se[1], fit.df[1])
+    across = (fit.coef[2], se[2], fit.df[2])
+    return fit, within, across, _within_two_stage(st)
+
+
 def fit_modifier(participants, outcomes, comparison, outcome, window, covariate):
     """Within- and across-trial interaction rows for one covariate, and figure data."""
     d = modifier_sample(participants, outcomes, comparison, outcome, window, covariate)
     k, n = d.trial_id.nunique(), len(d)
     scale = "log_or" if outcome == "recovered" else "md"
-    within_term, across_term = f"exercise:{covariate}", f"exercise:{covariate}:across"
-    varies = d.groupby("trial_id").apply(
-        lambda g: g.loc[g.exercise == 1, "xc"].var() > 1e-12 and g.loc[g.exercise == 0, "xc"].var() > 1e-12
-        if g.exercise.nunique() == 2 and len(g) > 3 else False, include_groups=False)
-    trials_within = int(varies.sum()) if len(varies) else 0
-    extra = {"trials_within": trials_within, "p_adjusted": np.nan, "two_stage_estimate": np.nan,
-             "two_stage_se": np.nan, "two_stage_disagrees": np.nan, "nonlinearity_p": np.nan}
-    method = ("one-stage mixed logistic, ML, AGHQ 15 nodes, within-trial interaction" if outcome == "recovered"
-              else "one-stage LMM, REML, Satterthwaite t, within-trial interaction")
+    varies = trials_varying(d)
+    trials_within = int(varies.sum())
     if trials_within < 2:
-        ids = ", ".join(varies.index[varies]) if trials_within else "none"
-        note = (f"not estimable: the covariate varies within both arms in {trials_within} trial(s) "
-                f"({ids}); a within-trial interaction needs at least two")
-        empty = dict(n_trials=k, n_participants=n, converged=False)
-        return [_row(comparison, outcome, window, within_term, scale, empty, method, note, extra),
-                _row(comparison, outcome, window, across_term, scale, empty, method, note, extra)], None
-
+        return not_estimable_rows(comparison, outcome, window, covariate, k, n, varies), None
+    nonlinearity_p = np.nan
     if outcome == "recovered":
         common = [c for c in ("pain_bl", "function_bl") if c != covariate]
         ex = d.exercise.to_numpy(float)
@@ -169,24 +226,16 @@ def fit_modifier(participants, outcomes, comparison, outcome, window, covariate)
         coef = np.r_[fit.beta, fit.theta]
         cov = fit.cov_common
         with np.errstate(invalid="ignore"):
-            est_w, se_w, est_a, se_a = coef[j], np.sqrt(cov[j, j]), coef[j + 1], np.sqrt(cov[j + 1, j + 1])
-        df_w = df_a = np.inf
-        converged, note, tau2 = fit.converged, fit.message, fit.tau2
+            within = (coef[j], np.sqrt(cov[j, j]), np.inf)
+            across = (coef[j + 1], np.sqrt(cov[j + 1, j + 1]), np.inf)
         ts = _logistic_two_stage(d, covariate)
-        # effect at the covariate's overall mean for a trial whose mean is the overall mean:
-        # the centred x columns make theta the effect at x = mean(x) only after re-centring
+        # the effect curve: _Data centres the common columns globally, so theta is re-centred
         idx = [len(coef) - 1, j, j + 1]
-        centre = np.array([0, ex @ d.xc / len(ex), ex @ d.xbar / len(ex)])  # _Data centres x globally
+        centre = np.array([0, ex @ d.xc / len(ex), ex @ d.xbar / len(ex)])
         curve_coef, curve_cov, curve_df = coef[idx], cov[np.ix_(idx, idx)], np.inf
         curve_offset = -curve_coef[1:] @ centre[1:]
     else:
-        st = _continuous_design(d, outcome, covariate)
-        fit = fit_reml(st)
-        se = np.sqrt(np.diag(fit.cov))
-        est_w, se_w, df_w = fit.coef[1], se[1], fit.df[1]
-        est_a, se_a, df_a = fit.coef[2], se[2], fit.df[2]
-        converged, note, tau2 = fit.converged, fit.message, fit.tau2
-        ts = _within_two_stage(st)
+        fit, within, across, ts = continuous_interaction(_continuous_design(d, outcome, covariate))
         curve_coef, curve_cov, curve_df, curve_offset = fit.coef, fit.cov, fit.df[0], 0.0
         if covariate in CONTINUOUS_COVARIATES and trials_within >= 3:
             knots = np.percentile(d.xc, [10, 50, 90])
@@ -196,23 +245,9 @@ def fit_modifier(participants, outcomes, comparison, outcome, window, covariate)
                 # they differ only by the exercise x spline term: an ML likelihood-ratio test
                 dev_lin = fit_ml_deviance(_with_extra_z(d, outcome, covariate, spline))
                 dev_nl = fit_ml_deviance(_continuous_design(d, outcome, covariate, spline))
-                extra["nonlinearity_p"] = float(stats.chi2.sf(max(dev_lin - dev_nl, 0.0), 1))
-    extra["two_stage_estimate"], extra["two_stage_se"] = ts
-    if np.isfinite(ts[0]):
-        extra["two_stage_disagrees"] = bool(abs(ts[0] - est_w) > max(se_w, ts[1]))
-    summary_w = _coef_summary(est_w, se_w, df_w, k, n, converged)
-    summary_w["tau2"] = tau2
-    rows = [_row(comparison, outcome, window, within_term, scale, summary_w, method, note, extra)]
-    across_extra = dict(extra, two_stage_estimate=np.nan, two_stage_se=np.nan, two_stage_disagrees=np.nan,
-                        nonlinearity_p=np.nan)
-    if k >= 3:
-        summary_a = _coef_summary(est_a, se_a, df_a, k, n, converged)
-        summary_a["tau2"] = tau2
-        rows.append(_row(comparison, outcome, window, across_term, scale, summary_a, method,
-                         "across-trial (ecological) association: not a modifier estimate", across_extra))
-    else:
-        rows.append(_row(comparison, outcome, window, across_term, scale, dict(n_trials=k, n_participants=n, converged=False),
-                         method, "not estimable: fewer than three trials", across_extra))
+                nonlinearity_p = float(stats.chi2.sf(max(dev_lin - dev_nl, 0.0), 1))
+    rows = interaction_rows(comparison, outcome, window, covariate, k, n, trials_within, within, across,
+                            fit.converged, fit.message, fit.tau2, ts, nonlinearity_p)
     curve = _effect_curve(d, covariate, curve_coef[:3], curve_cov[:3, :3], curve_df, curve_offset)
     curve = curve.assign(comparison=comparison, outcome=outcome, window=window, covariate=covariate, scale=scale)
     return rows, curve
@@ -242,6 +277,15 @@ def _effect_curve(d, covariate, coef, cov, df, offset):
     return pd.DataFrame({"value": grid, "estimate": est, "se": se, "ci_low": est - crit * se, "ci_high": est + crit * se})
 
 
+def holm_by_family(table: pd.DataFrame) -> pd.DataFrame:
+    """Holm-adjusted p-values of the within-trial interactions, per comparison, outcome and window."""
+    table = table.copy()
+    within = ~table.term.str.endswith(":across") & table.p.notna()
+    for _, idx in table[within].groupby(["comparison", "outcome", "window"]).groups.items():
+        table.loc[idx, "p_adjusted"] = multipletests(table.loc[idx, "p"], method="holm")[1]
+    return table
+
+
 def modifier_estimates(participants, outcomes, windows=None, outcomes_list=("pain", "function", "recovered"),
                        progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every prespecified interaction, with Holm-adjusted p-values within each comparison,
@@ -258,8 +302,5 @@ def modifier_estimates(participants, outcomes, windows=None, outcomes_list=("pai
                         curves.append(c)
                     if progress:
                         progress()
-    table = pd.DataFrame(rows, columns=MODIFIER_COLUMNS)
-    within = ~table.term.str.endswith(":across") & table.p.notna()
-    for _, idx in table[within].groupby(["comparison", "outcome", "window"]).groups.items():
-        table.loc[idx, "p_adjusted"] = multipletests(table.loc[idx, "p"], method="holm")[1]
+    table = holm_by_family(pd.DataFrame(rows, columns=MODIFIER_COLUMNS))
     return table, (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame())
