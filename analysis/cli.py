@@ -26,7 +26,15 @@ def _progress(total: int, desc: str):
 def cmd_demo_data(args, paths: Paths) -> int:
     from . import demo
 
-    files = demo.write_raw(paths.raw, seed=args.seed)
+    scaled = (args.trials, args.participants) != (demo.N_TRIALS, demo.N_TOTAL)
+    if scaled and paths.specs.resolve() == (Paths().data_dir / "specs").resolve() and not args.data_dir_given:
+        raise InputError("a scaled demo writes its own specs; give --data-dir for another folder so that the "
+                         "committed specs of the 27-trial demo stay as they are", file=paths.specs)
+    try:
+        files = demo.write_raw(paths.raw, seed=args.seed, n_trials=args.trials, n_total=args.participants,
+                               spec_dir=paths.specs if scaled else None)
+    except ValueError as exc:
+        raise InputError(str(exc), expected="--trials >= 3 and --participants >= 10 per trial") from None
     if args.specs:
         paths.specs.mkdir(parents=True, exist_ok=True)
         for d in demo.designs():
@@ -110,6 +118,7 @@ def cmd_all(args, paths: Paths) -> int:
     raw_empty = not paths.raw.exists() or not any(p for p in paths.raw.iterdir() if not p.name.startswith((".", "README")))
     if raw_empty:
         args.specs = False
+        args.trials, args.participants = 27, 3514
         cmd_demo_data(args, paths)
     cmd_harmonise(args, paths)
     args.from_stats = None
@@ -131,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo-data", parents=[common], help="write the synthetic raw trial files")
     p.add_argument("--seed", type=int, default=2020, help="random seed (default 2020)")
     p.add_argument("--specs", action="store_true", help="also (re)write the demo specs in data/specs/")
+    p.add_argument("--trials", type=int, default=27, help="number of trials (default 27: the calibrated demo)")
+    p.add_argument("--participants", type=int, default=3514, help="participants in all (default 3514)")
     p.set_defaults(func=cmd_demo_data)
     sub.add_parser("harmonise", parents=[common], help="validate and harmonise raw files into data/derived/").set_defaults(func=cmd_harmonise)
     p = sub.add_parser("fit", parents=[common], help="fit every prespecified analysis into results/")
@@ -154,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.data_dir_given = "--data-dir" in argv
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     paths = Paths(args.data_dir.resolve(), args.results_dir.resolve())

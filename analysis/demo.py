@@ -90,38 +90,57 @@ class TrialDesign:
 _OPTIONAL = ("bmi", "heavy_work", "medication", "employed", "education_post_secondary", "duration_months")
 
 
-def designs() -> list[TrialDesign]:
-    """The 27 trial designs; independent of the data seed (fixed design generator)."""
+def _scaled_sizes(rng, n_trials: int, n_total: int) -> np.ndarray:
+    """Trial sizes with the demo's spread (log-normal), at least 10, summing to n_total."""
+    raw = np.exp(rng.normal(0, 0.6, n_trials))
+    sizes = np.maximum(10, np.floor(raw / raw.sum() * n_total)).astype(int)
+    sizes[np.argmax(sizes)] += n_total - sizes.sum()
+    return sizes
+
+
+def designs(n_trials: int = N_TRIALS, n_total: int = N_TOTAL) -> list[TrialDesign]:
+    """The trial designs; independent of the data seed (fixed design generator).
+
+    The default (27 trials, 3514 participants) is the calibrated demo whose specs are
+    committed; other sizes keep the same mix of comparisons, formats, layouts, instruments,
+    codings, missing covariates and dirty records, for benchmarks.
+    """
+    if n_trials < 3 or n_total < 10 * n_trials:
+        raise ValueError("a scaled demo needs at least 3 trials and 10 participants per trial")
     rng = np.random.default_rng(27)
-    sizes = rng.permutation(_SIZES)
+    default = (n_trials, n_total) == (N_TRIALS, N_TOTAL)
+    sizes = rng.permutation(_SIZES) if default else _scaled_sizes(rng, n_trials, n_total)
+    n_nuc, n_oc = round(n_trials * 15 / 27), round(n_trials * 10 / 27)
+    width = max(2, len(str(n_trials)))
     formats = ["csv", "csv_semicolon", "xlsx", "sav", "dta"]
     schedules = [(1.5, 3, 6, 12), (3, 12), (3, 6), (1.5, 6, 12, 24), (3, 6, 12), (2, 6, 12),
                  (4, 12), (3, 6, 12, 24), (1.5, 3), (3, 9, 18)]
     settings = ["primary care", "physiotherapy outpatients", "occupational health", "hospital outpatients", "community"]
     out = []
-    for i in range(N_TRIALS):
-        tid = f"T{i + 1:02d}"
-        if i < 15:
+    for i in range(n_trials):
+        tid = f"T{i + 1:0{width}d}"
+        j = i % 27  # position in the demo's pattern
+        if i < n_nuc:
             arms = (("1", "Exercise", "exercise"), ("2", "Usual care", "none_usual_care"))
             if i % 4 == 3:
                 arms = (("1", "Exercise", "exercise"), ("2", "Waiting list", "none_usual_care"))
-        elif i < 25:
+        elif i < n_nuc + n_oc:
             other = ["Manual therapy", "Back school", "GP advice", "TENS", "Massage"][i % 5]
             arms = (("1", "Exercise", "exercise"), ("2", other, "other_conservative"))
-        elif i == 25:
+        elif (i - n_nuc - n_oc) % 2 == 0:
             arms = (("1", "Motor control exercise", "exercise"), ("2", "Graded activity", "exercise"),
                     ("3", "Usual care", "none_usual_care"))
         else:
             arms = (("1", "Exercise", "exercise"), ("2", "Usual care", "none_usual_care"),
                     ("3", "Manual therapy", "other_conservative"))
         fmt = formats[i % 5]
-        layout = "long" if i in (2, 6, 11, 14, 19, 23) else "wide"
+        layout = "long" if j in (2, 6, 11, 14, 19, 23) else "wide"
         measured = {"age", "female", "pain_bl", "function_bl"}
         for cov, p_missing in zip(_OPTIONAL, (0.3, 0.35, 0.3, 0.2, 0.25, 0.1)):
             if rng.random() >= p_missing:
                 measured.add(cov)
         # guarantee the modifier analyses have enough trials per comparison
-        if i in (0, 1, 15, 16, 25, 26):
+        if j in (0, 1, 15, 16, 25, 26):
             measured |= {"bmi", "heavy_work", "medication"}
         dirty = ["missing_arm", "out_of_range", "duplicate_id", "implausible_bmi", "non_numeric"]
         kinds = tuple(sorted(str(k) for k in rng.choice(dirty, size=int(rng.integers(1, 4)), replace=False)))
@@ -133,7 +152,7 @@ def designs() -> list[TrialDesign]:
             trial_id=tid, n=int(sizes[i]), arms=arms, fmt=fmt, layout=layout,
             pain=["vas_100", "vas_10", "nrs_10"][i % 3],
             function=["rmdq_24", "rmdq_23", "odi_100", "odi_50", "quebec_100", "psfs_10"][i % 6],
-            months=schedules[int(rng.integers(len(schedules)))] if i not in (0, 15) else (3, 6, 12),
+            months=schedules[int(rng.integers(len(schedules)))] if j not in (0, 15) else (3, 6, 12),
             style=i % 3,
             sex_coding=["MF", "12", "01", "labelled", "text"][int(rng.integers(5))] if fmt in ("sav", "dta") else ["MF", "12", "01", "text"][int(rng.integers(4))],
             yesno_coding=["yesno", "YN", "10", "12"][int(rng.integers(4))],
@@ -145,7 +164,7 @@ def designs() -> list[TrialDesign]:
             measured=frozenset(measured),
             sporadic=float(rng.choice([0.0, 0.02, 0.05])),
             dirty=kinds,
-            identifying=i in (4, 17),
+            identifying=j in (4, 17),
             risk_of_bias=["low", "low", "some_concerns", "high"][int(rng.integers(4))],
             setting=settings[int(rng.integers(len(settings)))],
         ))
@@ -441,11 +460,11 @@ def _plant_dirty(d, w, p, names, rng):
     return dirty
 
 
-def simulate(seed: int = 2020) -> DemoData:
-    """Latent clean data and raw tables of the 27 trials, deterministic for ``seed``."""
+def simulate(seed: int = 2020, n_trials: int = N_TRIALS, n_total: int = N_TOTAL) -> DemoData:
+    """Latent clean data and raw tables of the trials, deterministic for ``seed``."""
     master = np.random.default_rng(seed)
     parts, outs, dirt, raw = [], [], [], {}
-    for d in designs():
+    for d in designs(n_trials, n_total):
         rng = np.random.default_rng(master.integers(2**63))
         p, visits = _simulate_trial(d, rng)
         ids = _ids(d, rng)
@@ -490,15 +509,20 @@ def _to_long(d, w, names, long_rows, rng):
 # ----------------------------------------------------------------------------- writing
 
 
-def write_raw(raw_dir, seed: int = 2020, data: DemoData | None = None) -> list[Path]:
-    """Write the 27 raw files into ``raw_dir``; returns their paths."""
+def write_raw(raw_dir, seed: int = 2020, data: DemoData | None = None, n_trials: int = N_TRIALS,
+              n_total: int = N_TOTAL, spec_dir=None) -> list[Path]:
+    """Write the raw files into ``raw_dir`` (and, for a scaled demo, their specs into
+    ``spec_dir``); returns the raw files' paths."""
     import pyreadstat
 
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    data = data or simulate(seed)
+    data = data or simulate(seed, n_trials, n_total)
     paths = []
-    for d in designs():
+    for d in designs(n_trials, n_total):
+        if spec_dir is not None:
+            Path(spec_dir).mkdir(parents=True, exist_ok=True)
+            (Path(spec_dir) / f"{d.trial_id}.yaml").write_text(spec_text(d), encoding="utf-8")
         w, labels = data.raw[d.trial_id]
         path = raw_dir / f"{d.trial_id}.{d.extension}"
         if d.fmt == "csv":

@@ -16,7 +16,7 @@ from .errors import InputError
 from .instruments import INSTRUMENTS
 from .readers import read_raw
 from .settings import PLAUSIBLE, RECOVERY_THRESHOLD, WINDOWS
-from .spec import TrialSpec, code_key, load_specs
+from .spec import TrialSpec, code_key, code_keys, load_specs
 
 __all__ = ["TrialResult", "harmonise_trial", "harmonise_all", "assign_windows", "derive_age",
            "derive_bmi", "PARTICIPANT_COLUMNS", "OUTCOME_COLUMNS", "EXCLUSION_COLUMNS"]
@@ -136,7 +136,7 @@ def _records_from_long(t: _Trial, data: pd.DataFrame):
     """One record per participant: baseline row values plus follow-up columns per month."""
     spec = t.spec
     tcol = spec.long.time_column
-    codes = data[tcol].map(lambda v: code_key(v) if pd.notna(v) else None)
+    codes = code_keys(data[tcol])
     months = codes.map(spec.long.time_values)
     unknown = codes[codes.notna() & months.isna()]
     if len(unknown):
@@ -148,7 +148,7 @@ def _records_from_long(t: _Trial, data: pd.DataFrame):
     for r in data.index[missing_time]:
         t.extra_exclusions.append((r, data.at[r, spec.participant_id], f"missing_visit: column {tcol} is empty"))
     data = data[~missing_time].assign(_months=months[~missing_time].astype(float))
-    pid = data[spec.participant_id].map(lambda v: code_key(v) if pd.notna(v) else "")
+    pid = code_keys(data[spec.participant_id]).fillna("")
     baseline = data[data._months == 0]
     # one record per baseline row; participants with no baseline row get one from their first row
     no_base = sorted(set(pid) - set(pid[baseline.index]))
@@ -175,14 +175,15 @@ def _records_from_long(t: _Trial, data: pd.DataFrame):
             values = pd.Series(sel[out.column].to_numpy(), index=fpid[sel.index].to_numpy())
             values = values[~values.index.duplicated()]
             rec[col] = rec_pid.map(values).to_numpy()
-    # attach follow-up source rows to their participant's record
+    # attach follow-up source rows to their participant's record (the first one, if an ID repeats)
     rows_by_pid = {}
-    for r, p in fpid.items():
+    for r, p in zip(fpid.index, fpid.to_numpy()):
         rows_by_pid.setdefault(p, []).append(r)
-    rec["_rows"] = [rows + rows_by_pid.get(p, []) if i == rec_pid[rec_pid == p].index[0] else rows
-                    for i, p, rows in zip(rec.index, rec_pid, rec["_rows"])]
-    outside = follow.index[~follow._months.isin(usable)]
-    rec["_outside_rows"] = [[r for r in rows if r in set(outside)] for rows in rec["_rows"]]
+    first_of_pid = ~rec_pid.duplicated().to_numpy()
+    rec["_rows"] = [rows + rows_by_pid.get(p, []) if first else rows
+                    for first, p, rows in zip(first_of_pid, rec_pid.to_numpy(), rec["_rows"])]
+    outside = set(follow.index[~follow._months.isin(usable)])
+    rec["_outside_rows"] = [[r for r in rows if r in outside] for rows in rec["_rows"]]
     for m in sorted(set(month_list) - usable):
         t.log.append(("follow-up outside every window", f"{m:g} months: records logged as excluded"))
     followup = {name: {m: f"__{name}_{m:g}" for m in month_list} for name in spec_out}
@@ -196,7 +197,7 @@ def _records_from_wide(t: _Trial, data: pd.DataFrame):
     rec["_rows"] = [[r] for r in rec.index]
     rec["_outside_rows"] = [[] for _ in rec.index]
     rec["_no_baseline"] = False
-    pid = rec[spec.participant_id].map(lambda v: code_key(v) if pd.notna(v) else "")
+    pid = code_keys(rec[spec.participant_id]).fillna("")
     followup = {name: dict(out.followup) for name, out in spec.outcomes.items()}
     months = sorted({m for f in followup.values() for m in f})
     windows = assign_windows(months)
@@ -232,7 +233,7 @@ def _numeric(t: _Trial, rec: pd.DataFrame, column: str, field_name: str) -> np.n
 
 def _coded(t: _Trial, rec, spec_field, name) -> np.ndarray:
     raw = rec[spec_field.column]
-    keys = raw.map(lambda v: code_key(v) if pd.notna(v) else None)
+    keys = code_keys(raw)
     missing_codes = set(spec_field.missing)
     unknown = keys[keys.notna() & ~keys.isin(list(spec_field.codes)) & ~keys.isin(missing_codes)]
     if len(unknown):
@@ -264,7 +265,7 @@ def harmonise_trial(spec: TrialSpec, raw_dir) -> TrialResult:
     t.exclude(pid == "", lambda i: f"missing_id: column {spec.participant_id} is empty")
     t.exclude(pid.isin(dup_ids) & (pid != ""), lambda i: f"duplicate_id: {spec.participant_id} {pid[i]!r} occurs more than once")
     t.exclude(rec["_no_baseline"], lambda i: "no_baseline: no baseline (time 0) record")
-    arm_keys = rec[spec.arm.column].map(lambda v: code_key(v) if pd.notna(v) and str(v).strip() != "" else None)
+    arm_keys = code_keys(rec[spec.arm.column])
     unmapped = arm_keys[arm_keys.notna() & ~arm_keys.isin(list(spec.arm.labels))]
     if len(unmapped):
         vals = sorted(set(unmapped))
@@ -379,17 +380,20 @@ def harmonise_trial(spec: TrialSpec, raw_dir) -> TrialResult:
     visits = (pd.concat(visit_rows, ignore_index=True).sort_values(["participant_id", "months"], kind="stable")
               if visit_rows else pd.DataFrame(columns=VISIT_COLUMNS))
 
+    all_rows = rec["_rows"].tolist()
+    outside_rows = rec["_outside_rows"].tolist()
+    pids = pid.tolist()
     excl = []
     for i, reasons in sorted(t.excluded.items()):
-        for r in rec.at[i, "_rows"]:
-            excl.append((spec.trial_id, spec.source.file, int(r), pid[i], "; ".join(dict.fromkeys(reasons))))
+        for r in all_rows[i]:
+            excl.append((spec.trial_id, spec.source.file, int(r), pids[i], "; ".join(dict.fromkeys(reasons))))
     for i in np.flatnonzero(keep):
-        for r in rec.at[i, "_outside_rows"]:
-            excl.append((spec.trial_id, spec.source.file, int(r), pid[i], "followup_outside_windows: visit fits no follow-up window"))
+        for r in outside_rows[i]:
+            excl.append((spec.trial_id, spec.source.file, int(r), pids[i], "followup_outside_windows: visit fits no follow-up window"))
     for r, p, reason in t.extra_exclusions:
         excl.append((spec.trial_id, spec.source.file, int(r), code_key(p) if pd.notna(p) else "", reason))
     exclusions = pd.DataFrame(excl, columns=EXCLUSION_COLUMNS).sort_values("source_row", kind="stable")
-    used = {r for i in np.flatnonzero(keep) for r in rec.at[i, "_rows"] if r not in set(rec.at[i, "_outside_rows"])}
+    used = {r for i in np.flatnonzero(keep) for r in all_rows[i]} - {r for i in np.flatnonzero(keep) for r in outside_rows[i]}
     return TrialResult(spec, participants, outcomes.reset_index(drop=True), exclusions.reset_index(drop=True),
                        t.log, received=n, n_rows=n_rows, used_rows=used, visits=visits.reset_index(drop=True),
                        excluded_codes=[reasons[0].split(":")[0] for _, reasons in sorted(t.excluded.items())])

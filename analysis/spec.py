@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional, Union
 
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -13,7 +14,7 @@ from .errors import InputError
 from .instruments import INSTRUMENTS
 from .settings import ARM_TYPES
 
-__all__ = ["TrialSpec", "load_spec", "load_specs", "code_key"]
+__all__ = ["TrialSpec", "load_spec", "load_specs", "code_key", "code_keys"]
 
 
 def code_key(value) -> str:
@@ -23,6 +24,13 @@ def code_key(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+def code_keys(values: pd.Series) -> pd.Series:
+    """code_key for a whole column: normalise each distinct value once, then map."""
+    distinct = pd.unique(values.dropna())
+    mapping = {v: code_key(v) for v in distinct}
+    return values.map(mapping).astype(object).where(values.notna(), None)
 
 
 class _Model(BaseModel):
