@@ -355,6 +355,7 @@ def harmonise_trial(spec: TrialSpec, raw_dir) -> TrialResult:
     excluded[list(t.excluded)] = True
     keep = ~excluded
     participants = out.loc[keep, PARTICIPANT_COLUMNS].reset_index(drop=True)
+    participants = participants.astype({"trial_id": str, "participant_id": str, "arm": str, "comparison": str})
     outcome_rows = []
     months = sorted({m for f in followup.values() for m in f})
     for window, candidates in assign_windows(months).items():
@@ -365,7 +366,7 @@ def harmonise_trial(spec: TrialSpec, raw_dir) -> TrialResult:
         rows = np.arange(n)
         p, f = pain[rows, first], func[rows, first]
         outcome_rows.append(pd.DataFrame({
-            "trial_id": spec.trial_id, "participant_id": pid, "window": window,
+            "trial_id": spec.trial_id, "participant_id": pid.astype(str), "window": window,
             "months": np.asarray(candidates, float)[first], "pain": p, "function": f,
             "recovered": _recovered(p, f)})[keep])
     outcomes = (pd.concat(outcome_rows, ignore_index=True) if outcome_rows

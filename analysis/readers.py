@@ -61,8 +61,8 @@ def read_raw(path, fmt: str, *, delimiter=",", decimal=".", sheet=None, encoding
     # blank strings are missing values in every format (Stata and SPSS strings cannot be NA)
     for col in [c for c in data.columns if not pd.api.types.is_numeric_dtype(data[c])]:
         values = data[col].astype(object)
-        blank = values.map({v: isinstance(v, str) and v.strip() == "" for v in pd.unique(values.dropna())}).fillna(False)
-        if blank.any():
-            data[col] = values.where(~blank.astype(bool), None)
+        blank_values = [v for v in pd.unique(values.dropna()) if isinstance(v, str) and v.strip() == ""]
+        if blank_values:
+            data[col] = values.where(~values.isin(blank_values), None)
     data.index = pd.RangeIndex(1, len(data) + 1, name="source_row")
     return RawTable(data, labels, path)
