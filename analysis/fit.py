@@ -13,7 +13,7 @@ from .io import read_csv, write_csv
 from .overall import RESULT_COLUMNS, continuous_method, empty_row, fit_continuous, fit_recovery, result_row
 from .paths import Paths
 from .provenance import write_provenance
-from .samples import outcome_sample
+from .samples import sample_from_frame, window_frame
 from .settings import COMPARISONS, WINDOWS
 
 __all__ = ["load_derived", "overall_estimates", "fit_all"]
@@ -31,9 +31,12 @@ def load_derived(paths: Paths) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def overall_one(participants, outcomes, comparison, outcome, window, analysis="overall",
-                inference="satterthwaite", residual="common", random_effect=True) -> dict:
-    """One overall analysis as a results row (never raises for too little data: it says so)."""
-    sample = outcome_sample(participants, outcomes, comparison, outcome, window)
+                inference="satterthwaite", residual="common", random_effect=True, frame=None) -> dict:
+    """One overall analysis as a results row (never raises for too little data: it says so).
+    ``frame`` is the window's joined data when the caller already has it."""
+    if frame is None:
+        frame = window_frame(participants, outcomes, window)
+    sample = sample_from_frame(frame, comparison, outcome)
     k, n = sample.trial_id.nunique(), len(sample)
     if outcome == "recovered":
         method = f"one-stage mixed logistic, ML, AGHQ {N_NODES} nodes" + ("" if random_effect else ", common effect")
@@ -55,12 +58,16 @@ def overall_one(participants, outcomes, comparison, outcome, window, analysis="o
 def overall_estimates(participants, outcomes, progress=None) -> pd.DataFrame:
     """Every overall analysis: three comparisons x three outcomes x three windows."""
     rows = []
-    for comparison in COMPARISONS:
-        for outcome in ("pain", "function", "recovered"):
-            for w in WINDOWS:
-                rows.append(overall_one(participants, outcomes, comparison, outcome, w.name))
+    for w in WINDOWS:
+        frame = window_frame(participants, outcomes, w.name)
+        for comparison in COMPARISONS:
+            for outcome in ("pain", "function", "recovered"):
+                rows.append(overall_one(participants, outcomes, comparison, outcome, w.name, frame=frame))
                 if progress:
                     progress()
+    order = {(c, o, w.name): i for i, (c, o, w) in enumerate(
+        (c, o, w) for c in COMPARISONS for o in ("pain", "function", "recovered") for w in WINDOWS)}
+    rows.sort(key=lambda r: order[(r["comparison"], r["outcome"], r["window"])])
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 

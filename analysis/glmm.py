@@ -64,10 +64,6 @@ class LogisticFit:
         )
 
 
-def _log1pexp(x):
-    return np.logaddexp(0.0, x)
-
-
 class _Data:
     """Participants sorted by trial, with group boundaries for fast per-trial sums.
 
@@ -99,8 +95,49 @@ class _Data:
         self.free = np.r_[np.column_stack([np.ones(self.k, bool), spread > 1e-12]).ravel(),
                           np.ones(self.r + 2, bool)]
 
+        self.base = np.column_stack([self.zfull, self.x, self.t])
+        nb = self.base.shape[1]
+        self.outer = (self.base[:, :, None] * self.base[:, None, :]).reshape(n, nb * nb)
+        self.treated = self.t != 0
+        self.control = ~self.treated
+        # the rows of each group, gathered once (every likelihood evaluation uses them)
+        self.codes_t, self.y_t = self.codes[self.treated], self.y[self.treated]
+        self.y_c = self.y[self.control]
+        self.sign_t, self.sign_c = 2 * self.y_t - 1, 2 * self.y_c - 1
+        self.base_t, self.base_c = self.base[self.treated], self.base[self.control]
+        self.outer_t, self.outer_c = self.outer[self.treated], self.outer[self.control]
+        self._bounds_t = self._bounds(self.codes[self.treated])
+        self._bounds_c = self._bounds(self.codes[self.control])
+
+    def _bounds(self, codes):
+        """Start and end of each trial's block within a subset (sorted by trial)."""
+        return np.searchsorted(codes, np.arange(self.k)), np.searchsorted(codes, np.arange(self.k), side="right")
+
     def per_trial(self, arr):
         return np.add.reduceat(arr, self.starts, axis=0)
+
+    def _sum(self, arr, bounds):
+        """Per-trial sums over a subset sorted by trial (trials absent from it sum to 0)."""
+        lo, hi = bounds
+        out = np.zeros((self.k,) + arr.shape[1:])
+        present = hi > lo
+        if present.any():
+            out[present] = np.add.reduceat(arr, lo[present], axis=0)
+        return out
+
+    def sum_treated(self, arr):
+        return self._sum(arr, self._bounds_t)
+
+    def sum_control(self, arr):
+        return self._sum(arr, self._bounds_c)
+
+    def sum_treated_by_node(self, weights, cols):
+        """Per trial and node: sum over the trial's treated participants of weights x cols."""
+        lo, hi = self._bounds_t
+        out = np.zeros((self.k, weights.shape[1], cols.shape[1]))
+        for i in np.flatnonzero(hi > lo):  # per-trial matrix products (BLAS)
+            out[i] = weights[lo[i]:hi[i]].T @ cols[lo[i]:hi[i]]
+        return out
 
     @property
     def n_trial_params(self):
@@ -140,38 +177,53 @@ def _adapt(d: _Data, par, nodes, weights, v0=None):
     return v, vq, logw
 
 
+def _bernoulli(eta, sign):
+    """log P(y | eta) and P(y = 1 | eta) for the logistic model, from one exponential:
+    with e = exp(-|eta|), expit(eta) = 1/(1+e) or e/(1+e), and
+    log P(y | eta) = min(0, s eta) - log1p(e) with s = 2y - 1 (stable for any eta).
+    Works in place on temporaries: this is the innermost loop of the fit."""
+    e = np.abs(eta)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    ll = np.log1p(e)
+    np.negative(ll, out=ll)
+    ll += np.minimum(sign * eta, 0.0)
+    p = 1.0 / (1.0 + e)  # expit(|eta|)
+    np.subtract(1.0, p, out=p, where=eta < 0)  # expit(eta) = 1 - expit(|eta|) for eta < 0
+    return ll, p
+
+
 def _mixture(d: _Data, par, vq, logw, derivatives=True):
-    """Fixed-node quadrature log-likelihood, with its gradient and Hessian."""
+    """Fixed-node quadrature log-likelihood, with its gradient and Hessian.
+
+    Only participants in an exercise arm (t = 1) depend on the random effect; the terms of
+    the others are the same at every node and are computed once, not once per node.
+    """
     k, r, pz = d.k, d.r, d.pz
     tau = par[-1]
-    eta = _linear(d, par)[:, None] + d.t[:, None] * tau * vq[d.codes]  # (N, Q)
-    ll_obs = d.y[:, None] * eta - _log1pexp(eta)
-    lq = d.per_trial(ll_obs) + logw  # (k, Q)
+    n_nodes = vq.shape[1]
+    lin = _linear(d, par)
+    eta_t = lin[d.treated][:, None] + tau * vq[d.codes_t]  # (N_t, Q)
+    eta_c = lin[d.control]
+    ll_t, p_t = _bernoulli(eta_t, d.sign_t[:, None])
+    ll_c, p_c = _bernoulli(eta_c, d.sign_c)
+    lq = d.sum_treated(ll_t) + d.sum_control(ll_c)[:, None] + logw  # (k, Q)
     lse = special.logsumexp(lq, axis=1)
     loglik = float(lse.sum())
     if not derivatives:
         return loglik, None, None
     post = np.exp(lq - lse[:, None])  # (k, Q) posterior node weights
-    p = special.expit(eta)
-    resid = d.y[:, None] - p
-    wgt = p * (1 - p)
-    # base design per participant: (trial-specific z, common x, t); the tau column is t * v_q
-    base = np.column_stack([d.zfull, d.x, d.t])  # (N, nb)
-    nb = pz + r + 1
-    outer = (base[:, :, None] * base[:, None, :]).reshape(len(base), nb * nb)  # (N, nb^2)
-    g_base = np.empty((k, vq.shape[1], nb))
-    h_base = np.empty((k, vq.shape[1], nb * nb))
-    bounds = np.r_[d.starts, len(base)]
-    for i in range(k):  # per-trial matrix products (BLAS): sums over the trial's participants
-        sl = slice(bounds[i], bounds[i + 1])
-        g_base[i] = resid[sl].T @ base[sl]
-        h_base[i] = wgt[sl].T @ outer[sl]
-    h_base = h_base.reshape(k, vq.shape[1], nb, nb)
+    nb = pz + r + 1  # columns of the base design: trial-specific z, common x, t (tau's is t * v_q)
+    g_base = d.sum_treated_by_node(d.y_t[:, None] - p_t, d.base_t)  # (k, Q, nb)
+    p_t *= 1 - p_t  # now the logistic weights p (1 - p)
+    h_base = d.sum_treated_by_node(p_t, d.outer_t).reshape(k, n_nodes, nb, nb)
+    g_base += d.sum_control((d.y_c - p_c)[:, None] * d.base_c)[:, None, :]
+    h_base += d.sum_control((p_c * (1 - p_c))[:, None] * d.outer_c).reshape(k, 1, nb, nb)
     ne = nb + 1
-    g = np.empty((k, vq.shape[1], ne))
+    g = np.empty((k, n_nodes, ne))
     g[..., :nb] = g_base
     g[..., nb] = vq * g_base[..., nb - 1]
-    h = np.empty((k, vq.shape[1], ne, ne))
+    h = np.empty((k, n_nodes, ne, ne))
     h[..., :nb, :nb] = h_base
     h[..., nb, :nb] = vq[..., None] * h_base[..., nb - 1, :]
     h[..., :nb, nb] = h[..., nb, :nb]
@@ -197,8 +249,24 @@ def _mixture(d: _Data, par, vq, logw, derivatives=True):
     return loglik, grad, hess
 
 
+def _newton_direction(g, h):
+    """Newton direction for maximisation; if -H is not positive definite (far from the
+    optimum), shift it (Levenberg) until it is."""
+    a = -h
+    shift = 0.0
+    scale = max(np.abs(np.diag(a)).mean(), 1e-12)
+    for _ in range(30):
+        try:
+            c = np.linalg.cholesky(a + shift * np.eye(len(g)))
+            return np.linalg.solve(c.T, np.linalg.solve(c, g))
+        except np.linalg.LinAlgError:
+            shift = max(shift * 10, 1e-6 * scale)
+    return g / scale  # steepest ascent as the last resort
+
+
 def _newton(d, par, vq, logw, free, max_iter=50, tol=1e-10):
-    """Maximise the fixed-node likelihood by damped Newton steps over the free parameters.
+    """Maximise the fixed-node likelihood by Newton steps with backtracking over the free
+    parameters.
 
     Converged when the common parameters stop moving and the log-likelihood stops rising:
     a trial-specific slope under separation drifts towards infinity while adding nothing,
@@ -207,27 +275,21 @@ def _newton(d, par, vq, logw, free, max_iter=50, tol=1e-10):
     ll, grad, hess = _mixture(d, par, vq, logw)
     m = d.n_trial_params
     for _ in range(max_iter):
-        lam = 0.0
-        g, h = grad[free], hess[np.ix_(free, free)]
-        while True:
-            try:
-                step_free = np.linalg.solve(-h + lam * np.eye(len(g)), g)
-            except np.linalg.LinAlgError:
-                step_free = None
-            if step_free is not None and np.all(np.isfinite(step_free)):
-                step = np.zeros_like(par)
-                step[free] = step_free
-                new = par + step
-                ll_new = _mixture(d, new, vq, logw, derivatives=False)[0]
-                if np.isfinite(ll_new) and ll_new >= ll - 1e-10:
-                    break
-            lam = max(1e-6, lam * 10)
-            if lam > 1e8:
-                return par, ll, grad, hess, False
-        par = new
-        ll_old = ll
-        ll, grad, hess = _mixture(d, par, vq, logw)
-        if np.max(np.abs(step[m:])) < tol and (ll - ll_old) < 1e-9:
+        direction = _newton_direction(grad[free], hess[np.ix_(free, free)])
+        step_size = 1.0
+        for _ in range(40):
+            step = np.zeros_like(par)
+            step[free] = step_size * direction
+            new = par + step
+            ll_new, grad_new, hess_new = _mixture(d, new, vq, logw)
+            if np.isfinite(ll_new) and ll_new >= ll - 1e-12 * max(1.0, abs(ll)):
+                break
+            step_size /= 2
+        else:
+            return par, ll, grad, hess, False
+        par, ll_old = new, ll
+        ll, grad, hess = ll_new, grad_new, hess_new
+        if np.max(np.abs(step[m:])) < tol and (ll - ll_old) < 1e-12 * max(1.0, abs(ll)):
             return par, ll, grad, hess, True
     return par, ll, grad, hess, False
 
@@ -272,8 +334,9 @@ def fit_mixed_logistic(trial, y, x, t, z=None, n_nodes: int = 15, random_effect:
     x = np.asarray(x, float).reshape(n_obs, -1) if np.asarray(x).size else np.zeros((n_obs, 0))
     z = None if z is None else np.asarray(z, float).reshape(n_obs, -1)
     t = np.asarray(t, float)
-    labels = np.unique(trial)
-    informative = [lab for lab in labels if 0 < y[trial == lab].mean() < 1]
+    labels, codes = np.unique(trial, return_inverse=True)
+    rate = np.bincount(codes, weights=y) / np.bincount(codes)
+    informative = list(labels[(rate > 0) & (rate < 1)])
     message = ""
     if len(informative) < len(labels):
         dropped = sorted(set(labels) - set(informative))
@@ -294,14 +357,18 @@ def fit_mixed_logistic(trial, y, x, t, z=None, n_nodes: int = 15, random_effect:
         v = None
         converged = False
         m = d.n_trial_params
+        settled = False
         for rounds in range(1, max_rounds + 1):
             v, vq, logw = _adapt(d, par, nodes, weights, v)
-            new, ll, grad, hess, ok = _newton(d, par, vq, logw, free, max_iter=20)
+            # while the nodes still move, a few Newton steps per adaptation suffice; once the
+            # common parameters have settled, each round solves to full precision
+            new, ll, grad, hess, ok = _newton(d, par, vq, logw, free, max_iter=20 if settled else 3)
             moved = np.max(np.abs(new[m:] - par[m:]))
             par = new
-            if ok and moved < 1e-8:
+            if settled and ok and moved < 1e-8:
                 converged = True
                 break
+            settled = settled or moved < 1e-4
         v, vq, logw = _adapt(d, par, nodes, weights, v)
         ll, grad, hess = _mixture(d, par, vq, logw)
     trial_par = par[: d.n_trial_params].reshape(d.k, d.pz)

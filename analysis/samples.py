@@ -14,7 +14,7 @@ import pandas as pd
 
 from .settings import COMPARISONS
 
-__all__ = ["comparison_participants", "outcome_sample", "BASELINE"]
+__all__ = ["comparison_participants", "outcome_sample", "window_frame", "sample_from_frame", "BASELINE"]
 
 BASELINE = {"pain": "pain_bl", "function": "function_bl"}
 
@@ -34,13 +34,23 @@ def comparison_participants(participants: pd.DataFrame, comparison: str) -> pd.D
     return participants[keep]
 
 
-def outcome_sample(participants, outcomes, comparison, outcome, window, covariate=None) -> pd.DataFrame:
-    """Complete-case sample for one analysis, sorted by trial and participant."""
-    p = comparison_participants(participants, comparison)
+def window_frame(participants, outcomes, window) -> pd.DataFrame:
+    """Participants joined with their outcomes at one window (one merge, reused by every
+    comparison and outcome at that window)."""
     o = outcomes[outcomes.window == window][["trial_id", "participant_id", "pain", "function", "recovered"]]
-    d = p.merge(o, on=["trial_id", "participant_id"], how="inner", validate="one_to_one")
+    return participants.merge(o, on=["trial_id", "participant_id"], how="inner", validate="one_to_one")
+
+
+def sample_from_frame(frame, comparison, outcome, covariate=None) -> pd.DataFrame:
+    """Complete-case sample for one analysis from a window frame, sorted by trial and participant."""
+    d = comparison_participants(frame, comparison)
     needed = [outcome] + (["pain_bl", "function_bl"] if outcome == "recovered" else [BASELINE[outcome]])
     if covariate is not None and covariate not in needed:
         needed.append(covariate)
     d = d.dropna(subset=needed)
     return d.sort_values(["trial_id", "participant_id"], kind="stable").reset_index(drop=True)
+
+
+def outcome_sample(participants, outcomes, comparison, outcome, window, covariate=None) -> pd.DataFrame:
+    """Complete-case sample for one analysis, sorted by trial and participant."""
+    return sample_from_frame(window_frame(participants, outcomes, window), comparison, outcome, covariate)
