@@ -187,27 +187,7 @@ def ml_deviance(st: TrialStats, sigma2, tau2) -> float:
 
 def ml_deviance_dense(trial, y, x, z, sigma2, tau2) -> float:
     """Direct dense evaluation of -2 l_ML (a check, not for use)."""
-    trial = np.asarray(trial)
-    y = np.asarray(y, float)
-    x = np.asarray(x, float).reshape(len(y), -1)
-    z = np.zeros((len(y), 0)) if z is None else np.asarray(z, float).reshape(len(y), -1)
-    labels = np.unique(trial)
-    cols = []
-    for lab in labels:
-        rows = trial == lab
-        zi = np.column_stack([np.ones(rows.sum()), z[rows]])
-        _, r_ = np.linalg.qr(zi)
-        ind = np.abs(np.diag(r_)) > 1e-9 * np.abs(np.diag(r_)).max()
-        block = np.zeros((len(y), ind.sum()))
-        block[rows] = zi[:, ind]
-        cols.append(block)
-    f = np.column_stack(cols + [x])
-    s2 = np.broadcast_to(np.asarray(sigma2, float), labels.shape)
-    v = np.zeros((len(y), len(y)))
-    for i, lab in enumerate(labels):
-        rows = np.flatnonzero(trial == lab)
-        t = x[rows, 0]
-        v[np.ix_(rows, rows)] = s2[i] * np.eye(len(rows)) + tau2 * np.outer(t, t)
+    y, f, v = _dense_model(trial, y, x, z, sigma2, tau2)
     vinv = np.linalg.inv(v)
     beta = np.linalg.solve(f.T @ vinv @ f, f.T @ vinv @ y)
     r = y - f @ beta
@@ -254,8 +234,9 @@ def _profiled_deviance(st: TrialStats, gamma: float) -> tuple[float, float]:
     return float(dev), float(sigma2)
 
 
-def reml_deviance_dense(trial, y, x, z, sigma2, tau2) -> float:
-    """Direct evaluation with the full N x N covariance matrix: a check, not for use."""
+def _dense_model(trial, y, x, z, sigma2, tau2):
+    """The full fixed-effects design F (each trial's own independent columns, then x) and the
+    N x N covariance matrix V, for the dense checks of the likelihoods."""
     trial = np.asarray(trial)
     y = np.asarray(y, float)
     x = np.asarray(x, float).reshape(len(y), -1)
@@ -278,14 +259,18 @@ def reml_deviance_dense(trial, y, x, z, sigma2, tau2) -> float:
         rows = np.flatnonzero(trial == lab)
         t = x[rows, 0]
         v[np.ix_(rows, rows)] = s2[i] * np.eye(len(rows)) + tau2 * np.outer(t, t)
+    return y, f, v
+
+
+def reml_deviance_dense(trial, y, x, z, sigma2, tau2) -> float:
+    """Direct evaluation with the full N x N covariance matrix: a check, not for use."""
+    y, f, v = _dense_model(trial, y, x, z, sigma2, tau2)
     vinv = np.linalg.inv(v)
     fvf = f.T @ vinv @ f
     beta = np.linalg.solve(fvf, f.T @ vinv @ y)
     r = y - f @ beta
     n, p = f.shape
-    return float(
-        (n - p) * LOG2PI + np.linalg.slogdet(v)[1] + np.linalg.slogdet(fvf)[1] + r @ vinv @ r
-    )
+    return float((n - p) * LOG2PI + np.linalg.slogdet(v)[1] + np.linalg.slogdet(fvf)[1] + r @ vinv @ r)
 
 
 # ----------------------------------------------------------------------------- operator algebra

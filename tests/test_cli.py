@@ -185,3 +185,30 @@ def test_harmonise_is_byte_identical_across_runs_and_seed_sensitive(tmp_path):
         runs.append({f.name: f.read_bytes() for f in sorted(paths.derived.glob("*.csv"))})
     assert runs[0] == runs[1]
     assert runs[0]["participants.csv"] != runs[2]["participants.csv"]
+
+
+def test_scaled_demo_keeps_messiness_and_accounts_for_every_row(tmp_path):
+    data = tmp_path / "data"
+    assert main(["demo-data", "--trials", "8", "--participants", "600", "--data-dir", str(data)]) == 0
+    assert len(list((data / "specs").glob("*.yaml"))) == 8
+    assert {p.suffix for p in (data / "raw").iterdir() if p.name != "DEMO_SEED"} == {".csv", ".xlsx", ".sav", ".dta"}
+    assert main(["harmonise", "--data-dir", str(data)]) == 0
+    flow = pd.read_csv(data / "derived" / "flow.csv")
+    assert flow.received.sum() == 600 and (flow.received == flow.excluded + flow.analysed).all()
+    assert flow.excluded.sum() >= 8  # dirty records are planted at scale too
+
+
+def test_scaled_demo_refuses_to_overwrite_the_committed_specs(capsys):
+    assert main(["demo-data", "--trials", "8", "--participants", "600"]) == 2
+    assert "committed specs" in capsys.readouterr().err
+
+
+def test_export_stats_and_fit_from_stats(one_trial, tmp_path):
+    assert run(one_trial, "harmonise") == 0
+    assert run(one_trial, "export-stats") == 0
+    stats = one_trial / "stats"
+    assert sorted(p.name for p in stats.glob("*.json")) == ["T01.json", "T12.json"]
+    out = tmp_path / "from_stats"
+    assert main(["fit", "--from-stats", str(stats), "--data-dir", str(one_trial), "--results-dir", str(out)]) == 0
+    est = pd.read_csv(out / "estimates.csv")
+    assert len(est) == 27 and est[est.outcome == "recovered"].note.str.contains("not available").all()

@@ -237,3 +237,33 @@ def test_trial_specific_residual_variances_reduce_deviance(m1_data):
     assert specific.deviance < common.deviance
     assert specific.residual == "trial" and len(set(np.round(specific.sigma2, 6))) == st.k
     assert specific.summary()["df"] > 1
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_ml_likelihood_from_statistics_equals_dense_evaluation(seed):
+    """-2 l_ML from the statistics (via the REML deviance and the determinant lemma) equals the
+    dense N x N evaluation at arbitrary parameters, to floating-point precision (1e-9)."""
+    from analysis.onestage import ml_deviance, ml_deviance_dense
+
+    rng = np.random.default_rng(seed)
+    d = continuous_ipd(rng, k=5, n_range=(8, 30))
+    for covariate in (False, True):
+        st = _stats(d, covariate)
+        x, z = st_design(d, covariate)
+        for sigma2, tau2 in [(150.0, 0.0), (90.0, 12.5), (np.linspace(60, 200, 5), 4.0)]:
+            assert ml_deviance(st, sigma2, tau2) == pytest.approx(ml_deviance_dense(d.trial_id, d.y, x, z, sigma2, tau2), rel=1e-9)
+
+
+def test_ml_optimum_at_least_as_good_as_statsmodels():
+    import statsmodels.formula.api as smf
+
+    from analysis.onestage import fit_ml_deviance
+
+    d = continuous_ipd(np.random.default_rng(11), k=6, n_range=(40, 80))
+    d["y0c"] = d.y0 - d.groupby("trial_id").y0.transform("mean")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = smf.mixedlm("y ~ 0 + C(trial_id) + C(trial_id):y0c + treat", d, groups="trial_id",
+                        re_formula="0 + treat").fit(reml=False)
+    assert fit_ml_deviance(_stats(d)) <= -2 * m.llf + 1e-6
+    assert fit_ml_deviance(_stats(d)) == pytest.approx(-2 * m.llf, rel=1e-6)
