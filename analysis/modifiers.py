@@ -22,7 +22,7 @@ from .glmm import fit_mixed_logistic
 from .meta import pool
 from .onestage import fit_ml_deviance, fit_reml, sufficient_stats
 from .overall import RESULT_COLUMNS, result_row
-from .samples import BASELINE, outcome_sample
+from .samples import BASELINE, sample_from_frame, window_frame
 from .settings import BINARY_COVARIATES, COMPARISONS, COVARIATES, WINDOWS
 
 __all__ = ["MODIFIER_COLUMNS", "availability_matrix", "modifier_sample", "fit_modifier", "modifier_estimates",
@@ -46,9 +46,12 @@ def availability_matrix(participants: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def modifier_sample(participants, outcomes, comparison, outcome, window, covariate) -> pd.DataFrame:
-    """Complete cases on outcome, baseline(s) and covariate, with trial mean and centred value."""
-    d = outcome_sample(participants, outcomes, comparison, outcome, window, covariate=covariate)
+def modifier_sample(participants, outcomes, comparison, outcome, window, covariate, frame=None) -> pd.DataFrame:
+    """Complete cases on outcome, baseline(s) and covariate, with trial mean and centred value.
+    ``frame`` is the window's joined data when the caller already has it."""
+    if frame is None:
+        frame = window_frame(participants, outcomes, window)
+    d = sample_from_frame(frame, comparison, outcome, covariate=covariate)
     xbar = d.groupby("trial_id")[covariate].transform("mean")
     return d.assign(xbar=xbar, xc=d[covariate] - xbar)
 
@@ -206,9 +209,9 @@ def continuous_interaction(st):
     return fit, within, across, _within_two_stage(st)
 
 
-def fit_modifier(participants, outcomes, comparison, outcome, window, covariate):
+def fit_modifier(participants, outcomes, comparison, outcome, window, covariate, frame=None):
     """Within- and across-trial interaction rows for one covariate, and figure data."""
-    d = modifier_sample(participants, outcomes, comparison, outcome, window, covariate)
+    d = modifier_sample(participants, outcomes, comparison, outcome, window, covariate, frame=frame)
     k, n = d.trial_id.nunique(), len(d)
     scale = "log_or" if outcome == "recovered" else "md"
     varies = trials_varying(d)
@@ -292,11 +295,12 @@ def modifier_estimates(participants, outcomes, windows=None, outcomes_list=("pai
     outcome and window (the family of the ten prespecified covariates)."""
     windows = windows or [w.name for w in WINDOWS]
     rows, curves = [], []
+    frames = {w: window_frame(participants, outcomes, w) for w in windows}
     for comparison in COMPARISONS:
         for outcome in outcomes_list:
             for window in windows:
                 for covariate in COVARIATES:
-                    r, c = fit_modifier(participants, outcomes, comparison, outcome, window, covariate)
+                    r, c = fit_modifier(participants, outcomes, comparison, outcome, window, covariate, frame=frames[window])
                     rows.extend(r)
                     if c is not None:
                         curves.append(c)

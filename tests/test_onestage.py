@@ -267,3 +267,15 @@ def test_ml_optimum_at_least_as_good_as_statsmodels():
                         re_formula="0 + treat").fit(reml=False)
     assert fit_ml_deviance(_stats(d)) <= -2 * m.llf + 1e-6
     assert fit_ml_deviance(_stats(d)) == pytest.approx(-2 * m.llf, rel=1e-6)
+
+
+def test_constant_covariate_with_rounding_noise_is_collinear():
+    """A baseline constant within a trial at a value that is not exactly representable
+    (100/3) leaves rounding noise after centring; it must still count as collinear."""
+    rng = np.random.default_rng(6)
+    d = continuous_ipd(rng, k=4, n_range=(20, 30))
+    d.loc[d.trial_id == "T03", "y0"] = 100 / 3
+    st = _stats(d)
+    assert st.resid_df[2] == (d.trial_id == "T03").sum() - 1
+    x, z = st_design(d, False)
+    assert reml_deviance(st, 120.0, 9.0) == pytest.approx(reml_deviance_dense(d.trial_id, d.y, x, z, 120.0, 9.0), rel=1e-9)
