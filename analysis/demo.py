@@ -550,7 +550,6 @@ def write_raw(raw_dir, seed: int = 2020, data: DemoData | None = None, n_trials:
 def spec_dict(d: TrialDesign) -> dict:
     """The spec an analyst would write for this design (committed in data/specs/)."""
     names = _names(d)
-    numeric_codes = d.fmt in ("sav", "dta")
     src = {"file": f"{d.trial_id}.{d.extension}", "format": d.extension, "layout": d.layout}
     if d.fmt == "csv_semicolon":
         src.update(delimiter=";", decimal=",")

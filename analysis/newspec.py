@@ -12,7 +12,6 @@ import csv
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -202,7 +201,7 @@ def draft_spec(path, trial_id: str) -> str:
     if "bmi" in found:
         cov["bmi"] = {"column": found["bmi"]}
     elif "height" in found and "weight" in found:
-        h, w = columns[found["height"]], columns[found["weight"]]
+        h = columns[found["height"]]
         cov["bmi"] = {"height": found["height"], "height_unit": "m" if (h["max"] or 0) < 3 else "cm",
                       "weight": found["weight"], "weight_unit": "TODO (kg or lb)"}
     for name in ("heavy_work", "medication", "employed", "education_post_secondary"):

@@ -4,7 +4,6 @@ Source: R 4.2.2 with metafor 3.8-1, lme4 1.1-31, lmerTest 3.1-3 and pbkrtest 0.5
 data in data/reference/ (see its README). Used by the tests and the validation appendix.
 """
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

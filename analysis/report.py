@@ -10,7 +10,6 @@ import pandas as pd
 
 from .io import read_csv
 from .paths import Paths
-from .settings import WINDOWS
 
 __all__ = ["Report", "load", "sensitivity_findings", "sensitivity_sentence", "fmt", "fmt_ci", "COMPARISON_LABEL", "OUTCOME_LABEL", "COVARIATE_LABEL"]
 
@@ -178,7 +177,7 @@ def _conclusion(est, low, high) -> str:
 
 def sensitivity_findings(rep: "Report", window="short") -> pd.DataFrame:
     """For each primary result and sensitivity analysis: does the conclusion change?"""
-    e, s = rep.estimates, rep.sensitivity
+    s = rep.sensitivity
     rows = []
     for c in ("none_usual_care", "other_conservative"):
         for o in ("pain", "function"):

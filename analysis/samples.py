@@ -9,7 +9,6 @@ Modifiers: additionally complete on the covariate.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from .settings import COMPARISONS

@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import InputError
 from .instruments import INSTRUMENTS
-from .settings import ARM_TYPES
 
 __all__ = ["TrialSpec", "load_spec", "load_specs", "code_key", "code_keys"]
 

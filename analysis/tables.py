@@ -8,8 +8,8 @@ import pandas as pd
 from great_tables import GT, loc, style
 
 from .instruments import INSTRUMENTS
-from .report import COMPARISON_LABEL, COVARIATE_LABEL, OUTCOME_LABEL, Report, fmt
-from .settings import BINARY_COVARIATES, COVARIATES, WINDOWS
+from .report import COMPARISON_LABEL, COVARIATE_LABEL, OUTCOME_LABEL, Report
+from .settings import BINARY_COVARIATES, COVARIATES
 
 __all__ = ["instrument_table", "trial_characteristics", "baseline_by_arm_data", "baseline_by_arm",
            "overall_summary_data", "overall_summary", "modifier_table_data", "modifier_table",

@@ -2,7 +2,7 @@
 where each block is headed by the exact call that produced it."""
 
 from analysis.reference_values import *  # noqa: F401,F403
-from analysis.reference_values import bcg_effects, reference_csv
+from analysis.reference_values import bcg_effects, reference_csv  # noqa: F401 (re-exported)
 
 shared_csv = reference_csv
 

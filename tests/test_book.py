@@ -1,7 +1,6 @@
 """The book, without the Quarto CLI: every chapter executes in a real Jupyter kernel from
 the project root (Quarto's execute-dir: project), and the project is statically sound."""
 
-import os
 import re
 
 import pytest

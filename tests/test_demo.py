@@ -1,7 +1,6 @@
 """analysis.demo: the synthetic trials are what the issue and the committed specs say."""
 
 import numpy as np
-import pytest
 
 from analysis import demo
 from analysis.instruments import INSTRUMENTS

@@ -154,7 +154,6 @@ def _book_outputs(rep):
 
 
 def test_no_output_contains_participant_data(demo_results):
-    from analysis import demo
     from analysis.report import Report
 
     rep = Report(demo_results.paths)

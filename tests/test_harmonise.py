@@ -8,7 +8,6 @@ import pytest
 
 from analysis import demo
 from analysis.harmonise import assign_windows, derive_age, derive_bmi, harmonise_trial, _recovered
-from analysis.instruments import INSTRUMENTS
 from analysis.spec import load_spec
 
 COVS = ["female", "heavy_work", "medication", "employed", "education_post_secondary"]

@@ -34,7 +34,7 @@ CASES = [(c, o, cov, truth) for o in ("pain", "function") for c, cov, truth in [
 @pytest.mark.parametrize("comparison, outcome, covariate, truth", CASES)
 def test_demo_within_trial_ci_covers_truth(short_term, comparison, outcome, covariate, truth):
     table, _ = short_term
-    term = f"exercise:{covariate}"
+    term = f"exercise:{covariate}"  # noqa: F841 (read by DataFrame.query as @term)
     r = table.query("comparison == @comparison and outcome == @outcome and term == @term").iloc[0]
     assert r.ci_low <= truth <= r.ci_high
 

@@ -8,7 +8,6 @@ statsmodels MixedLM on the same data, and simulation from the model.
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from analysis import onestage as os1

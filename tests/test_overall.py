@@ -1,7 +1,6 @@
 """Overall effects on the demo data and the first (per-trial) stage of the two-stage check."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
