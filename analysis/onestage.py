@@ -326,13 +326,6 @@ def _op_trace(op, m, stt):
     return a * m + b * stt
 
 
-def _op_form(op, st: TrialStats):
-    """Sum over trials of [x,y]' (a I + b tt') [x,y], a (q+1)x(q+1) matrix."""
-    a, b = op
-    d = st.cross.shape[1]
-    return (np.broadcast_to(a, (st.k,)) @ st.cross_flat + np.broadcast_to(b, (st.k,)) @ st.ss_flat).reshape(d, d)
-
-
 def _variance_components(st: TrialStats, trial_specific: bool):
     """Derivative operators dV_i/dphi_j as (a, b) pairs, one per variance parameter."""
     k = st.k
@@ -474,10 +467,6 @@ class _ProfiledREML:
         with np.errstate(invalid="ignore", divide="ignore"):
             dev = self.const + self.nu * np.log(rss / self.nu) + logdet_v + logdet_a
         return np.where((sign > 0) & (rss > 0), dev, np.inf)
-
-
-def _profiled_deviance_many(st: TrialStats, gammas) -> np.ndarray:
-    return _ProfiledREML(st)(gammas)
 
 
 def _gamma_optimum(st: TrialStats):

@@ -41,12 +41,6 @@ def fmt_ci(est, low, high, digits=1) -> str:
     return f"{fmt(est, digits)} (95% CI {fmt(low, digits)} to {fmt(high, digits)})"
 
 
-def fmt_p(p) -> str:
-    if not np.isfinite(p):
-        return "p not available"
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
-
-
 class Report:
     """Lazy access to every table the book shows."""
 
