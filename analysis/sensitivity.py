@@ -14,8 +14,8 @@ from .fit import overall_one
 from .imputation import rubin, impute_once
 from .modifiers import _continuous_design
 from .onestage import fit_reml
-from .overall import RESULT_COLUMNS, continuous_stats, per_trial_effects, result_row
-from .samples import comparison_participants, outcome_sample
+from .overall import RESULT_COLUMNS, continuous_method, continuous_stats, per_trial_effects, result_row
+from .samples import comparison_participants, outcome_sample, sample_from_frame, window_frame
 from .settings import COMPARISONS, COVARIATES, RECOVERY_IMPROVEMENT, RECOVERY_THRESHOLD, WINDOWS
 
 __all__ = ["SENSITIVITY_COLUMNS", "sensitivity_estimates", "two_stage_rows", "leave_one_out", "influence_summary",
@@ -26,36 +26,46 @@ PRIMARY = [(c, o, "short") for c in ("none_usual_care", "other_conservative") fo
 ALL_OVERALL = [(c, o, w.name) for c in COMPARISONS for o in ("pain", "function", "recovered") for w in WINDOWS]
 
 
-def two_stage_rows(participants, outcomes, method) -> list[dict]:
-    """Per-trial estimates pooled with the given tau^2 estimator and Hartung-Knapp CIs."""
+def two_stage_rows(participants, outcomes, methods=("REML", "DL", "PM")) -> list[dict]:
+    """Per-trial estimates (computed once per analysis) pooled with each tau^2 estimator and
+    Hartung-Knapp CIs."""
     from .meta import pool
 
+    if isinstance(methods, str):
+        methods = (methods,)
     rows = []
-    name = f"two_stage_{method.lower()}"
-    for comparison, outcome, window in ALL_OVERALL:
-        sample = outcome_sample(participants, outcomes, comparison, outcome, window)
-        eff = per_trial_effects(sample, outcome)
-        scale = "log_or" if outcome == "recovered" else "md"
-        label = f"two-stage, {method} tau², Hartung-Knapp t(k-1)"
-        if len(eff) < 2:
-            rows.append(result_row(name, comparison, outcome, window, "exercise", scale,
-                                   {"n_trials": len(eff), "n_participants": int(eff.n.sum()), "converged": False},
-                                   label, "not estimable: fewer than two trials with a per-trial estimate"))
-            continue
-        r = pool(eff.estimate, eff.variance, method=method, hartung_knapp=True)
-        s = dict(r.as_dict(), n_trials=len(eff), n_participants=int(eff.n.sum()), converged=True)
-        rows.append(result_row(name, comparison, outcome, window, "exercise", scale, s, label,
-                               f"I² {r.i2:.1f}%, Q {r.q:.1f}"))
+    for window in WINDOWS:
+        frame = window_frame(participants, outcomes, window.name)
+        for comparison in COMPARISONS:
+            for outcome in ("pain", "function", "recovered"):
+                eff = per_trial_effects(sample_from_frame(frame, comparison, outcome), outcome)
+                scale = "log_or" if outcome == "recovered" else "md"
+                for method in methods:
+                    name = f"two_stage_{method.lower()}"
+                    label = f"two-stage, {method} tau², Hartung-Knapp t(k-1)"
+                    if len(eff) < 2:
+                        rows.append(result_row(name, comparison, outcome, window.name, "exercise", scale,
+                                               {"n_trials": len(eff), "n_participants": int(eff.n.sum()), "converged": False},
+                                               label, "not estimable: fewer than two trials with a per-trial estimate"))
+                        continue
+                    r = pool(eff.estimate, eff.variance, method=method, hartung_knapp=True)
+                    summary = dict(r.as_dict(), n_trials=len(eff), n_participants=int(eff.n.sum()), converged=True)
+                    rows.append(result_row(name, comparison, outcome, window.name, "exercise", scale, summary, label,
+                                           f"I² {r.i2:.1f}%, Q {r.q:.1f}"))
     return rows
 
 
 def leave_one_out(participants, outcomes) -> list[dict]:
+    """Each primary result refitted without one trial at a time. Removing a trial removes its
+    per-trial statistics and nothing else, so each refit uses the statistics of the others
+    (the same numbers as rebuilding the sample without that trial, at a fraction of the cost)."""
     rows = []
     for comparison, outcome, window in PRIMARY:
-        trials = sorted(outcome_sample(participants, outcomes, comparison, outcome, window).trial_id.unique())
-        for t in trials:
-            rows.append(overall_one(participants[participants.trial_id != t], outcomes[outcomes.trial_id != t],
-                                    comparison, outcome, window, analysis=f"leave_out:{t}"))
+        st = continuous_stats(outcome_sample(participants, outcomes, comparison, outcome, window), outcome)
+        for i, trial in enumerate(st.trial_ids):
+            fit = fit_reml(st.subset(np.arange(st.k) != i))
+            rows.append(result_row(f"leave_out:{trial}", comparison, outcome, window, "exercise", "md", fit.summary(),
+                                   continuous_method(), fit.message))
     return rows
 
 
@@ -152,8 +162,7 @@ def sensitivity_estimates(participants, outcomes, visits, trials, m=20, seed=202
         if progress:
             progress()
 
-    for method in ("REML", "DL", "PM"):
-        step(two_stage_rows(participants, outcomes, method))
+    step(two_stage_rows(participants, outcomes))
     step([overall_one(participants, outcomes, c, o, w, analysis="common_effect", random_effect=False)
           for c, o, w in ALL_OVERALL])
     step([overall_one(participants, outcomes, c, o, w, analysis="trial_residual_variances", residual="trial")
