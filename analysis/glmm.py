@@ -95,17 +95,16 @@ class _Data:
         self.free = np.r_[np.column_stack([np.ones(self.k, bool), spread > 1e-12]).ravel(),
                           np.ones(self.r + 2, bool)]
 
-        self.base = np.column_stack([self.zfull, self.x, self.t])
-        nb = self.base.shape[1]
-        self.outer = (self.base[:, :, None] * self.base[:, None, :]).reshape(n, nb * nb)
         self.treated = self.t != 0
         self.control = ~self.treated
-        # the rows of each group, gathered once (every likelihood evaluation uses them)
+        # the rows of each group, gathered once (every likelihood evaluation uses them): the
+        # base design (trial-specific z, common x, t) and its row-wise outer products
         self.codes_t, self.y_t = self.codes[self.treated], self.y[self.treated]
         self.y_c = self.y[self.control]
         self.sign_t, self.sign_c = 2 * self.y_t - 1, 2 * self.y_c - 1
-        self.base_t, self.base_c = self.base[self.treated], self.base[self.control]
-        self.outer_t, self.outer_c = self.outer[self.treated], self.outer[self.control]
+        base = np.column_stack([self.zfull, self.x, self.t])
+        self.base_t, self.base_c = base[self.treated], base[self.control]
+        self.outer_t, self.outer_c = _row_outer(self.base_t), _row_outer(self.base_c)
         self._bounds_t = self._bounds(self.codes[self.treated])
         self._bounds_c = self._bounds(self.codes[self.control])
 
@@ -142,6 +141,11 @@ class _Data:
     @property
     def n_trial_params(self):
         return self.k * self.pz
+
+
+def _row_outer(a):
+    """Each row's outer product with itself, flattened: (n, p) -> (n, p * p)."""
+    return (a[:, :, None] * a[:, None, :]).reshape(len(a), -1)
 
 
 def _linear(d: _Data, par):
