@@ -170,7 +170,6 @@ def _records_from_long(t: _Trial, data: pd.DataFrame):
     for name, out in spec_out.items():
         for m in month_list:
             col = f"__{name}_{m:g}"
-            rec[col] = np.nan
             sel = follow[follow._months == m]
             values = pd.Series(sel[out.column].to_numpy(), index=fpid[sel.index].to_numpy())
             values = values[~values.index.duplicated()]
@@ -283,15 +282,14 @@ def harmonise_trial(spec: TrialSpec, raw_dir) -> TrialResult:
 
     # outcomes at baseline and follow-up, rescaled to 0-100 (higher = worse)
     scores = {}
+    long = spec.source.layout == "long"
     for name, o in spec.outcomes.items():
         ins = INSTRUMENTS[o.instrument]
-        cols = {0.0: o.baseline if spec.source.layout == "wide" else None}
-        cols.update(followup[name])
+        # long layout: every value comes from o.column (the baseline row itself; follow-ups
+        # through the reader's helper columns); wide layout: each value has its own column
+        cols = {0.0: o.column if long else o.baseline, **followup[name]}
         for m, col in cols.items():
-            source_col = o.column if col is None or col.startswith("__") else col
-            col = col or o.baseline
-            if spec.source.layout == "long" and m == 0.0:
-                col = o.column
+            source_col = o.column if long else col
             v = _numeric(t, rec, col, f"{name} ({o.instrument})")
             _check_range(t, v, source_col, ins.low, ins.high, o.instrument)
             scores[(name, m)] = np.clip(ins.to_0_100(v), 0, 100)
