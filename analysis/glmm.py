@@ -234,38 +234,97 @@ def _mixture(d: _Data, par, vq, logw, derivatives=True):
     h[..., nb, nb] = vq**2 * h_base[..., nb - 1, nb - 1]
     gbar = np.einsum("kq,kqe->ke", post, g)
     hk = np.einsum("kq,kqef->kef", post, -h + g[..., :, None] * g[..., None, :]) - gbar[:, :, None] * gbar[:, None, :]
-    # scatter into the full parameter vector (trial blocks..., beta, theta, tau): the
-    # Hessian is block-arrow (trial blocks only meet the common parameters)
+    # the Hessian is block-arrow: trial blocks only meet the common parameters (beta, theta,
+    # tau); it is kept in that form (a dense matrix has (k pz + r + 2)^2 entries)
     m = d.n_trial_params
-    npar = m + r + 2
-    grad = np.zeros(npar)
-    hess = np.zeros((npar, npar))
+    grad = np.empty(m + r + 2)
     grad[:m] = gbar[:, :pz].ravel()
     grad[m:] = gbar[:, pz:].sum(axis=0)
-    base_idx = np.arange(k) * pz
-    for j in range(pz):
-        for l in range(pz):
-            hess[base_idx + j, base_idx + l] = hk[:, j, l]
-    cross = hk[:, :pz, pz:].reshape(k * pz, -1)
-    hess[:m, m:] = cross
-    hess[m:, :m] = cross.T
-    hess[m:, m:] = hk[:, pz:, pz:].sum(axis=0)
+    hess = BlockArrow(hk[:, :pz, :pz], hk[:, :pz, pz:], hk[:, pz:, pz:].sum(axis=0))
     return loglik, grad, hess
 
 
-def _newton_direction(g, h):
+class BlockArrow:
+    """A symmetric matrix [[diag(T_1..T_k), B], [B', C]] with k small trial blocks T_i
+    (pz x pz), their couplings B_i (pz x c) to c common parameters and the common block C.
+    Newton steps and the common parameters' covariance come from the Schur complement
+    S = C - sum_i B_i' T_i^-1 B_i: O(k) work instead of O(k^3) for the dense matrix."""
+
+    def __init__(self, trial, cross, common):
+        self.trial, self.cross, self.common = trial, cross, common
+
+    def dense(self):
+        """The full matrix (for checks and small problems)."""
+        k, pz, c = self.cross.shape
+        m = k * pz
+        out = np.zeros((m + c, m + c))
+        for i in range(k):
+            out[i * pz:(i + 1) * pz, i * pz:(i + 1) * pz] = self.trial[i]
+        out[:m, m:] = self.cross.reshape(m, c)
+        out[m:, :m] = out[:m, m:].T
+        out[m:, m:] = self.common
+        return out
+
+    def _masked(self, free, sign):
+        """sign * matrix with the rows and columns of fixed parameters replaced by identity."""
+        k, pz, c = self.cross.shape
+        ft, fc = free[:k * pz].reshape(k, pz), free[k * pz:]
+        trial = sign * self.trial * (ft[:, :, None] & ft[:, None, :])
+        trial[~ft] += np.eye(pz)[np.nonzero(~ft)[1]]
+        cross = sign * self.cross * (ft[:, :, None] & fc[None, None, :])
+        common = sign * self.common * np.outer(fc, fc)
+        common[~fc, ~fc] = 1.0
+        return trial, cross, common
+
+    def solve_negative(self, g, free, shift=0.0):
+        """x with (-H + shift I) x = g on the free parameters (0 elsewhere), via Cholesky of
+        the trial blocks and of the Schur complement; LinAlgError if not positive definite."""
+        k, pz, c = self.cross.shape
+        trial, cross, common = self._masked(free, -1.0)
+        if shift:
+            trial = trial + shift * np.eye(pz)
+            common = common + shift * np.eye(c)
+        g = np.where(free, g, 0.0)
+        gt, gc = g[:k * pz].reshape(k, pz), g[k * pz:]
+        chol = np.linalg.cholesky(trial)
+        inv_cross = _chol_solve(chol, cross)  # T_i^-1 B_i
+        inv_gt = _chol_solve(chol, gt[:, :, None])[:, :, 0]
+        schur = common - np.einsum("kpa,kpb->ab", cross, inv_cross)
+        chol_s = np.linalg.cholesky(schur)
+        xc = np.linalg.solve(chol_s.T, np.linalg.solve(chol_s, gc - np.einsum("kpa,kp->a", cross, inv_gt)))
+        xt = inv_gt - np.einsum("kpa,a->kp", inv_cross, xc)
+        return np.where(free, np.r_[xt.ravel(), xc], 0.0)
+
+    def common_covariance(self, free):
+        """The common parameters' block of (-H)^-1 restricted to the free parameters: the
+        inverse of the Schur complement (NaN rows and columns for fixed common parameters)."""
+        k, pz, c = self.cross.shape
+        trial, cross, common = self._masked(free, -1.0)
+        inv_cross = np.linalg.solve(trial, cross)
+        schur = common - np.einsum("kpa,kpb->ab", cross, inv_cross)
+        fc = free[k * pz:]
+        cov = np.full((c, c), np.nan)
+        cov[np.ix_(fc, fc)] = np.linalg.inv(schur[np.ix_(fc, fc)])
+        return cov
+
+
+def _chol_solve(chol, rhs):
+    """Solve L L' x = rhs for a stack of lower-triangular L (k, p, p) and rhs (k, p, q)."""
+    return np.linalg.solve(np.swapaxes(chol, 1, 2), np.linalg.solve(chol, rhs))
+
+
+def _newton_direction(g, h: BlockArrow, free):
     """Newton direction for maximisation; if -H is not positive definite (far from the
     optimum), shift it (Levenberg) until it is."""
-    a = -h
     shift = 0.0
-    scale = max(np.abs(np.diag(a)).mean(), 1e-12)
+    k, pz, c = h.cross.shape
+    scale = max(np.abs(np.r_[np.diagonal(h.trial, axis1=1, axis2=2).ravel(), np.diag(h.common)]).mean(), 1e-12)
     for _ in range(30):
         try:
-            c = np.linalg.cholesky(a + shift * np.eye(len(g)))
-            return np.linalg.solve(c.T, np.linalg.solve(c, g))
+            return h.solve_negative(g, free, shift)
         except np.linalg.LinAlgError:
             shift = max(shift * 10, 1e-6 * scale)
-    return g / scale  # steepest ascent as the last resort
+    return np.where(free, g, 0.0) / scale  # steepest ascent as the last resort
 
 
 def _newton(d, par, vq, logw, free, max_iter=50, tol=1e-10):
@@ -279,11 +338,10 @@ def _newton(d, par, vq, logw, free, max_iter=50, tol=1e-10):
     ll, grad, hess = _mixture(d, par, vq, logw)
     m = d.n_trial_params
     for _ in range(max_iter):
-        direction = _newton_direction(grad[free], hess[np.ix_(free, free)])
+        direction = _newton_direction(grad, hess, free)
         step_size = 1.0
         for _ in range(40):
-            step = np.zeros_like(par)
-            step[free] = step_size * direction
+            step = step_size * direction
             new = par + step
             ll_new, grad_new, hess_new = _mixture(d, new, vq, logw)
             if np.isfinite(ll_new) and ll_new >= ll - 1e-12 * max(1.0, abs(ll)):
@@ -385,17 +443,16 @@ def fit_mixed_logistic(trial, y, x, t, z=None, n_nodes: int = 15, random_effect:
     use = free.copy()
     if boundary or not random_effect:
         use[-1] = False  # tau at 0 (or fixed): its row of the information is 0
-    cov = np.full((len(par), len(par)), np.nan)
-    cov[np.ix_(use, use)] = np.linalg.inv(-hess[np.ix_(use, use)])
+    cov = hess.common_covariance(use)  # (beta..., theta, tau); NaN where not free
     with np.errstate(invalid="ignore"):
-        se_all = np.sqrt(np.diag(cov))  # NaN for parameters that are not free
+        se_common = np.sqrt(np.diag(cov))
     if boundary:
         message = (message + "; " if message else "") + "tau^2 estimated at the boundary (0)"
     m, r = d.n_trial_params, d.r
     return LogisticFit(
-        theta=float(par[m + r]), se=float(se_all[m + r]), tau2=float(tau**2) if not boundary else 0.0,
-        beta=par[m : m + r].copy(), se_beta=se_all[m : m + r].copy(), loglik=ll,
+        theta=float(par[m + r]), se=float(se_common[r]), tau2=float(tau**2) if not boundary else 0.0,
+        beta=par[m : m + r].copy(), se_beta=se_common[:r].copy(), loglik=ll,
         n_trials=int(len(labels)), n_participants=int(n_obs), converged=bool(converged), boundary=bool(boundary),
         n_nodes=n_nodes if random_effect else 0, iterations=rounds, message=message,
-        cov_common=cov[m:m + r + 1, m:m + r + 1],
+        cov_common=cov[:r + 1, :r + 1],
     )

@@ -10,18 +10,16 @@ that the within-trial estimate is free of ecological bias.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
-from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from .glmm import fit_mixed_logistic
 from .meta import pool
 from .onestage import fit_ml_deviance, fit_reml, sufficient_stats
-from .overall import RESULT_COLUMNS, result_row
+from .overall import RESULT_COLUMNS, result_row, usable_trials
+from .pertrial import per_trial_logistic
 from .samples import BASELINE, sample_from_frame, window_frame
 from .settings import BINARY_COVARIATES, COMPARISONS, COVARIATES, WINDOWS
 
@@ -102,28 +100,22 @@ def _within_two_stage(st):
 
 
 def _logistic_two_stage(d, covariate):
-    import statsmodels.api as sm
-
-    est, var = [], []
-    for _, g in d.groupby("trial_id"):
-        y = g.recovered.to_numpy(float)
-        if g.exercise.nunique() < 2 or g.xc.var() <= 1e-12 or y.min() == y.max() or len(g) < 10:
-            continue
-        cols = [np.ones(len(g)), g.xc, g.exercise, g.exercise * g.xc]
-        cols += [g[c] for c in ("pain_bl", "function_bl") if c != covariate]
-        try:
-            with warnings.catch_warnings(), np.errstate(over="ignore"):
-                warnings.simplefilter("error", PerfectSeparationWarning)
-                r = sm.GLM(y, np.column_stack(cols), family=sm.families.Binomial()).fit()
-        except (PerfectSeparationWarning, np.linalg.LinAlgError, ValueError):
-            continue  # separation within a small trial: no finite estimate from it
-        if np.isfinite(r.bse[3]) and r.bse[3] < 10:
-            est.append(r.params[3])
-            var.append(r.bse[3] ** 2)
-    if len(est) < 2:
+    """Per-trial logistic regressions of recovery on the centred covariate, exercise, their
+    product and the other baselines, pooled by REML. Trials with fewer than 10
+    participants, without variation in the covariate or set aside under separation (no
+    finite estimate, or SE >= 10) contribute nothing."""
+    xc_varies = d.groupby("trial_id").xc.transform("var").to_numpy() > 1e-12
+    d = d[usable_trials(d, "recovered", min_n=10) & xc_varies]
+    if d.trial_id.nunique() < 2:
         return np.nan, np.nan
-    r = pool(est, var, method="REML")
-    return r.estimate, r.se
+    ex, xc = d.exercise.to_numpy(float), d.xc.to_numpy(float)
+    cols = [np.ones(len(d)), xc, ex, ex * xc] + [d[c].to_numpy(float) for c in ("pain_bl", "function_bl") if c != covariate]
+    r = per_trial_logistic(d.trial_id.to_numpy(), d.recovered.to_numpy(float), np.column_stack(cols))
+    keep = r.ok & (r.se[:, 3] < 10)
+    if keep.sum() < 2:
+        return np.nan, np.nan
+    pooled = pool(r.coef[keep, 3], r.se[keep, 3] ** 2, method="REML")
+    return pooled.estimate, pooled.se
 
 
 def _row(comparison, outcome, window, term, scale, summary, method, note, extra):
@@ -141,15 +133,14 @@ def _coef_summary(est, se, df, k, n, converged):
 
 
 def trials_varying(d: pd.DataFrame) -> pd.Series:
-    """Per trial: does the centred covariate vary within both arms (within-trial information)?"""
-    def varies(g):
-        if g.exercise.nunique() < 2 or len(g) <= 3:
-            return False
-        return bool(g.loc[g.exercise == 1, "xc"].var() > 1e-12 and g.loc[g.exercise == 0, "xc"].var() > 1e-12)
-
+    """Per trial: does the centred covariate vary within both arms (within-trial information)?
+    Needs more than three participants and a variance above 1e-12 in each arm."""
     if d.empty:
         return pd.Series(dtype=bool)
-    return d.groupby("trial_id").apply(varies, include_groups=False).astype(bool)
+    by_arm = d.groupby(["trial_id", "exercise"]).xc.var().unstack()
+    arm_varies = (by_arm.reindex(columns=[0, 1]) > 1e-12).all(axis=1)
+    size = d.groupby("trial_id").size()
+    return (arm_varies.reindex(size.index, fill_value=False) & (size > 3)).astype(bool)
 
 
 def _empty_extra(trials_within):

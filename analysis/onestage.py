@@ -22,9 +22,8 @@ residualised exercise column), so products of covariance operators are kept as p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import functools
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd

@@ -3,15 +3,13 @@ per-trial (first-stage) estimates used by the two-stage cross-check and forest p
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
-from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from .glmm import fit_mixed_logistic
 from .meta import pool
 from .onestage import TrialStats, fit_reml, sufficient_stats
+from .pertrial import per_trial_logistic
 from .samples import BASELINE
 
 __all__ = ["continuous_stats", "fit_continuous", "fit_recovery", "per_trial_effects", "two_stage",
@@ -65,33 +63,34 @@ def fit_recovery(sample, n_nodes=15, random_effect=True):
                               n_nodes=n_nodes, random_effect=random_effect)
 
 
+def usable_trials(sample, outcome, min_n) -> np.ndarray:
+    """Row mask: the participant's trial has both arms, both outcome values and at least
+    ``min_n`` participants (what a per-trial logistic regression needs)."""
+    g = sample.groupby("trial_id")
+    ok = (g.exercise.transform("nunique") == 2) & (g[outcome].transform("nunique") == 2) & (g[outcome].transform("size") >= min_n)
+    return ok.to_numpy()
+
+
 def per_trial_effects(sample, outcome) -> pd.DataFrame:
     """First-stage estimates: each trial's ANCOVA (y ~ baseline + exercise) exercise effect.
 
     Continuous outcomes come from the per-trial statistics (the same numbers an OLS fit
     gives: tested against statsmodels and lm() in tests/test_overall.py). Recovery uses a
-    per-trial logistic regression (statsmodels GLM). Trials without both arms or without
+    per-trial logistic regression (the GLM's fit, all trials at once: analysis.pertrial). Trials without both arms or without
     residual degrees of freedom are skipped.
     """
     rows = []
     if outcome == "recovered":
-        import statsmodels.api as sm
-
-        for tid, d in sample.groupby("trial_id"):
-            y = d.recovered.to_numpy(float)
-            if d.exercise.nunique() < 2 or y.min() == y.max() or len(d) < 6:
-                continue
-            x = np.column_stack([np.ones(len(d)), d.pain_bl, d.function_bl, d.exercise])
-            try:
-                with warnings.catch_warnings(), np.errstate(over="ignore"):
-                    warnings.simplefilter("error", PerfectSeparationWarning)
-                    r = sm.GLM(y, x, family=sm.families.Binomial()).fit()
-            except (PerfectSeparationWarning, np.linalg.LinAlgError, ValueError):
-                continue  # separation: no finite estimate from this trial
-            if not np.isfinite(r.bse[3]) or r.bse[3] > 20:
-                continue
-            rows.append((tid, float(r.params[3]), float(r.bse[3] ** 2), len(d)))
-        return pd.DataFrame(rows, columns=["trial_id", "estimate", "variance", "n"])
+        # trials with both arms, both outcome values and at least 6 participants; a trial's
+        # estimate is set aside under separation (no finite estimate, or SE > 20)
+        usable = sample[usable_trials(sample, "recovered", min_n=6)]
+        if usable.empty:
+            return pd.DataFrame(rows, columns=["trial_id", "estimate", "variance", "n"])
+        x = np.column_stack([np.ones(len(usable)), usable.pain_bl, usable.function_bl, usable.exercise])
+        r = per_trial_logistic(usable.trial_id.to_numpy(), usable.recovered.to_numpy(float), x)
+        keep = r.ok & (r.se[:, 3] <= 20)
+        return pd.DataFrame({"trial_id": r.labels[keep], "estimate": r.coef[keep, 3], "variance": r.se[keep, 3] ** 2,
+                             "n": r.n[keep]})
     st = continuous_stats(sample, outcome)
     for i, tid in enumerate(st.trial_ids):
         c = st.cross[i]

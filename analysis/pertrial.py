@@ -1,0 +1,98 @@
+"""First-stage logistic regressions, one per trial, fitted for all trials at once.
+
+Two-stage checks need a logistic regression in every trial: with a thousand trials, a
+loop of statsmodels GLM fits costs seconds per analysis, almost all of it per-call
+overhead. Here every trial's iteratively reweighted least squares step is taken together:
+per-trial sums as products with a sparse trial indicator matrix and one small BLAS
+cross-product per trial, and one batched solve of the
+k small p x p systems. Rows may come in any order. Each trial's fit is exactly the GLM's (same start, same Newton
+iterations; tested against statsmodels GLM trial by trial). Written by hand because
+statsmodels has no batched GLM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, special
+
+__all__ = ["PerTrialLogistic", "per_trial_logistic", "group_sums"]
+
+
+def group_sums(codes, k, arr):
+    """Per-group sums of the rows of an (n,) or (n, p) array, for integer group codes 0..k-1,
+    as a product with a sparse k x n indicator matrix: in any row order, and an order of
+    magnitude faster than np.bincount column by column or np.add.reduceat."""
+    indicator = sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(k, len(codes)))
+    return indicator @ arr
+
+
+@dataclass
+class PerTrialLogistic:
+    """Per trial (in order of the sorted trial labels): coefficients, their standard errors,
+    and whether a finite maximum-likelihood estimate exists (``ok``: converged, full rank,
+    not perfectly predicted)."""
+
+    labels: np.ndarray
+    coef: np.ndarray  # (k, p)
+    se: np.ndarray  # (k, p)
+    n: np.ndarray  # participants per trial
+    ok: np.ndarray  # (k,) bool
+
+
+def per_trial_logistic(trial, y, x, max_iter: int = 100, tol: float = 1e-10) -> PerTrialLogistic:
+    """Logistic regression of ``y`` on the columns of ``x`` (include a column of ones for
+    the intercept) separately in each trial.
+
+    IRLS as in statsmodels GLM: start from mu = (y + 1/2) / 2, then Newton steps; a trial
+    has converged when its deviance changes by less than ``tol``. Under separation the
+    deviance still settles while a coefficient drifts towards infinity; such trials come
+    out with huge standard errors or as perfectly predicted (``ok`` False), and callers
+    set them aside.
+    """
+    codes, labels = pd.factorize(np.asarray(trial), sort=True)  # hashing: no string sort
+    order = np.argsort(codes, kind="stable")
+    codes, y, x = codes[order], np.asarray(y, float)[order], np.asarray(x, float)[order]
+    k, p = len(labels), x.shape[1]
+    n = np.bincount(codes, minlength=k)
+    bounds = np.r_[0, np.cumsum(n)]
+    indicator = sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(k, len(codes)))
+
+    def weighted_cross_products(w):
+        # one small BLAS product per trial: cheaper than forming the rows' p x p outer products
+        xw = x * w[:, None]
+        return np.stack([xw[bounds[i]:bounds[i + 1]].T @ x[bounds[i]:bounds[i + 1]] for i in range(k)])
+
+    coef = np.zeros((k, p))
+    mu = (y + 0.5) / 2
+    eta = special.logit(mu)
+    deviance = np.full(k, np.inf)
+    converged = np.zeros(k, bool)
+    for _ in range(max_iter):
+        w = mu * (1 - mu)
+        xtwx = weighted_cross_products(w)
+        # working response z = eta + (y - mu) / w, so X'W z = X'W eta + X'(y - mu)
+        xtwz = indicator @ (x * (w * eta + y - mu)[:, None])
+        full_rank = np.linalg.matrix_rank(xtwx) == p
+        solve = full_rank & ~converged
+        if solve.any():
+            coef[solve] = np.linalg.solve(xtwx[solve], xtwz[solve][:, :, None])[:, :, 0]
+        eta = np.einsum("ij,ij->i", x, coef[codes])
+        mu = special.expit(eta)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            unit = -2 * (special.xlogy(y, mu) + special.xlogy(1 - y, 1 - mu))
+        new_deviance = indicator @ unit
+        converged |= np.abs(new_deviance - deviance) < tol
+        deviance = new_deviance
+        if converged.all():
+            break
+    xtwx = weighted_cross_products(mu * (1 - mu))
+    full_rank = np.linalg.matrix_rank(xtwx) == p
+    se = np.full((k, p), np.nan)
+    if full_rank.any():
+        se[full_rank] = np.sqrt(np.abs(np.diagonal(np.linalg.inv(xtwx[full_rank]), axis1=1, axis2=2)))
+    perfect = (indicator @ (np.abs(y - mu) > 1e-8).astype(float)) == 0
+    ok = converged & full_rank & ~perfect & np.isfinite(se).all(axis=1)
+    return PerTrialLogistic(labels=labels, coef=coef, se=se, n=n, ok=ok)
