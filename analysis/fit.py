@@ -21,6 +21,7 @@ from .paths import Paths
 from .provenance import write_provenance
 from .samples import sample_from_frame, window_frame
 from .settings import COMPARISONS, WINDOWS
+from .timing import timed_stage
 
 __all__ = ["load_derived", "overall_estimates", "fit_all"]
 
@@ -92,11 +93,13 @@ def fit_all(paths: Paths, progress=None, seed=None, imputations: int = 20) -> li
     from .modifiers import availability_matrix, modifier_estimates
 
     participants, outcomes = load_derived(paths)
-    est = _with_bar(progress, len(COMPARISONS) * 9, "overall effects", overall_estimates,
-                    participants=participants, outcomes=outcomes)
+    with timed_stage("overall effects"):
+        est = _with_bar(progress, len(COMPARISONS) * 9, "overall effects", overall_estimates,
+                        participants=participants, outcomes=outcomes)
     written = [write_csv(est, paths.result_file("estimates"))]
-    mods, curves = _with_bar(progress, len(COMPARISONS) * 90, "modifiers", modifier_estimates,
-                             participants=participants, outcomes=outcomes)
+    with timed_stage("modifiers"):
+        mods, curves = _with_bar(progress, len(COMPARISONS) * 90, "modifiers", modifier_estimates,
+                                 participants=participants, outcomes=outcomes)
     written.append(write_csv(mods, paths.result_file("modifiers")))
     written.append(write_csv(curves, paths.result_file("modifier_effects")))
     written.append(write_csv(availability_matrix(participants), paths.result_file("covariate_availability")))
@@ -104,8 +107,9 @@ def fit_all(paths: Paths, progress=None, seed=None, imputations: int = 20) -> li
 
     visits = read_csv(paths.derived_file("visits"))
     trials = read_csv(paths.derived_file("trials"))
-    sens = _with_bar(progress, 10, "sensitivity", sensitivity_estimates, participants=participants,
-                     outcomes=outcomes, visits=visits, trials=trials, m=imputations)
+    with timed_stage("sensitivity"):
+        sens = _with_bar(progress, 10, "sensitivity", sensitivity_estimates, participants=participants,
+                         outcomes=outcomes, visits=visits, trials=trials, m=imputations)
     written.append(write_csv(sens, paths.result_file("sensitivity")))
     written.append(write_csv(influence_summary(sens, est), paths.result_file("influence")))
     written.append(write_provenance(paths, seed=seed))

@@ -131,10 +131,15 @@ def sufficient_stats(trial, y, x, z=None, terms=None) -> TrialStats:
     # Centring within trial projects out the intercept exactly and keeps sums well conditioned.
     means = np.add.reduceat(w, starts, axis=0) / counts[:, None]
     wc = w - np.repeat(means, counts, axis=0)
-    outer = wc[:, :, None] * wc[:, None, :]
-    raw = np.add.reduceat(outer, starts, axis=0)  # (k, d, d)
-    p = z.shape[1]
+    # per-trial cross-products from the d(d+1)/2 distinct column products (a broadcast
+    # outer product of every row costs several times more at the usual d = 3)
+    d = wc.shape[1]
     k = len(starts)
+    upper_i, upper_j = np.triu_indices(d)
+    raw = np.empty((k, d, d))
+    raw[:, upper_i, upper_j] = np.add.reduceat(wc[:, upper_i] * wc[:, upper_j], starts, axis=0)
+    raw[:, upper_j, upper_i] = raw[:, upper_i, upper_j]
+    p = z.shape[1]
     zz, zw, ww = raw[:, :p, :p], raw[:, :p, p:], raw[:, p:, p:]
     logdet = np.log(counts.astype(float))
     rank = np.zeros(k, int)
@@ -326,66 +331,82 @@ def _op_trace(op, m, stt):
 
 
 def _variance_components(st: TrialStats, trial_specific: bool):
-    """Derivative operators dV_i/dphi_j as (a, b) pairs, one per variance parameter."""
+    """Derivative operators dV_i/dphi_j as stacked (a, b) coefficients (n_params, k): one
+    per variance parameter (sigma^2 or each sigma_i^2, then tau^2)."""
     k = st.k
-    comps = []
-    if trial_specific:
-        for i in range(k):
-            a = np.zeros(k)
-            a[i] = 1.0
-            comps.append((a, np.zeros(k)))
-    else:
-        comps.append((np.ones(k), np.zeros(k)))
-    comps.append((np.zeros(k), np.ones(k)))
-    return comps
+    n_sigma = k if trial_specific else 1
+    comp_a = np.zeros((n_sigma + 1, k))
+    comp_b = np.zeros((n_sigma + 1, k))
+    comp_a[:n_sigma] = np.eye(k) if trial_specific else 1.0
+    comp_b[n_sigma] = 1.0
+    return comp_a, comp_b
 
 
-def _derivatives(st: TrialStats, sigma2, tau2, trial_specific, active):
+@functools.lru_cache(maxsize=64)
+def _overlapping_pairs(nvc: int, n_trial_sigmas: int):
+    """Pairs (j <= l) of variance parameters whose covariance derivatives share a trial:
+    all pairs with a common sigma^2; with one sigma_i^2 per trial (the first
+    ``n_trial_sigmas`` parameters) only (i, i), (i, tau) and (tau, tau)."""
+    if not n_trial_sigmas:
+        return np.triu_indices(nvc)
+    k = n_trial_sigmas
+    same = np.arange(k)
+    if nvc == k:  # tau^2 not estimated
+        return same, same
+    return np.r_[same, same, k], np.r_[same, np.full(k, k), k]
+
+
+def _derivatives(st: TrialStats, sigma2, tau2, trial_specific, active, hessian=True):
     """Analytic gradient and Hessian of the REML deviance, and the derivative of
     Cov(beta_hat), with respect to the active variance parameters (sigma^2 or each
     sigma_i^2, then tau^2). Formulas: Searle, Casella and McCulloch (1992), ch. 6.
 
-    Every operator involved is a per-trial pair (a, b) meaning a I + b tt'; their
-    coefficient vectors are stacked so that all quadratic forms [x,y]' O [x,y] come from a
-    single pair of matrix products."""
+    Every operator involved is a per-trial pair (a, b) meaning a I + b tt'. Operators of a
+    kind are stacked as (n_ops, k) coefficient arrays, so that each kind is one _op_mul
+    and all quadratic forms [x,y]' O [x,y] come from a single pair of matrix products.
+    With ``hessian=False`` only the gradient is computed (hess and dcov are None)."""
     q = len(st.terms)
     d = q + 1
     stt = st.cross[:, 0, 0]
     m = st.resid_df
     sig = np.asarray(sigma2, float) * np.ones_like(stt)
     vinv = (1 / sig, -tau2 / (sig * (sig + tau2 * stt)))
-    comps = [c for c, on in zip(_variance_components(st, trial_specific), active) if on]
-    nvc = len(comps)
-    w_vj = [_op_mul(vinv, cj, stt) for cj in comps]  # V^-1 V_j
-    single = [_op_mul(vj, vinv, stt) for vj in w_vj]  # V^-1 V_j V^-1
-    pairs = [(j, l) for j in range(nvc) for l in range(j, nvc)]
-    vjv = [_op_mul(w_vj[j], w_vj[l], stt) for j, l in pairs]  # V^-1 V_j V^-1 V_l
-    triple = [_op_mul(o, vinv, stt) for o in vjv]  # V^-1 V_j V^-1 V_l V^-1
-    ops = [vinv] + single + triple
-    coef_a = np.array([o[0] for o in ops])  # every coefficient is a per-trial array already
-    coef_b = np.array([o[1] for o in ops])
-    forms = (coef_a @ st.cross_flat + coef_b @ st.ss_flat).reshape(len(ops), d, d)
+    comp_a, comp_b = _variance_components(st, trial_specific)
+    active = np.asarray(active, bool)
+    comp_a, comp_b = comp_a[active], comp_b[active]
+    nvc = len(comp_a)
+    w_vj = _op_mul(vinv, (comp_a, comp_b), stt)  # V^-1 V_j, stacked (nvc, k)
+    single = _op_mul(w_vj, vinv, stt)  # V^-1 V_j V^-1
+    if hessian:
+        pair_j, pair_l = _overlapping_pairs(nvc, st.k if trial_specific else 0)
+        vjv = _op_mul((w_vj[0][pair_j], w_vj[1][pair_j]), (w_vj[0][pair_l], w_vj[1][pair_l]), stt)  # V^-1 V_j V^-1 V_l
+        triple = _op_mul(vjv, vinv, stt)  # V^-1 V_j V^-1 V_l V^-1
+    else:
+        triple = (np.zeros((0, len(stt))), np.zeros((0, len(stt))))
+    coef_a = np.vstack([vinv[0][None, :], single[0], triple[0]])
+    coef_b = np.vstack([vinv[1][None, :], single[1], triple[1]])
+    forms = (coef_a @ st.cross_flat + coef_b @ st.ss_flat).reshape(len(coef_a), d, d)
     mv, g_form, o3_form = forms[0], forms[1:1 + nvc], forms[1 + nvc:]
     c_mat = np.linalg.inv(mv[:q, :q])
     beta = c_mat @ mv[:q, q]  # GLS estimate at these variance parameters: P y = V^-1 (y - X beta)
-    w = np.r_[-beta, 1.0]
-    grad = np.empty(nvc)
-    hess = np.empty((nvc, nvc))
-    dcov = np.empty((nvc, q, q))
+    w = np.append(-beta, 1.0)
     cg = np.einsum("ij,njk->nik", c_mat, g_form[:, :q, :q])  # C G_j
     gw = g_form[:, :, :q].transpose(0, 2, 1) @ w  # (nvc, q): G_j-rows times w
-    for j in range(nvc):
-        tr_pvj = _op_trace(w_vj[j], m, stt).sum() - np.trace(cg[j])
-        grad[j] = tr_pvj - w @ g_form[j] @ w
-        dcov[j] = cg[j] @ c_mat  # d(X'V^-1X)^-1/dphi_j = C X'V^-1 V_j V^-1 X C
-    for n_pair, (j, l) in enumerate(pairs):
-        # the operators commute (all are polynomials in tt'), so both cross terms of
-        # tr(P V_j P V_l) with P = D - G C G' are equal
-        o3 = o3_form[n_pair]
-        tr_pvpv = (_op_trace(vjv[n_pair], m, stt).sum() - 2 * np.trace(c_mat @ o3[:q, :q])
-                   + np.sum(cg[j] * cg[l].T))
-        quad = w @ o3 @ w - gw[j] @ c_mat @ gw[l]  # y'P V_j P V_l P y, with P y = V^-1 e
-        hess[j, l] = hess[l, j] = -tr_pvpv + 2 * quad
+    tr_pvj = _op_trace(w_vj, m, stt).sum(axis=1) - np.trace(cg, axis1=1, axis2=2)
+    grad = tr_pvj - np.einsum("i,nij,j->n", w, g_form, w)
+    if not hessian:
+        return grad, None, None
+    dcov = cg @ c_mat  # d(X'V^-1X)^-1/dphi_j = C X'V^-1 V_j V^-1 X C
+    # H_jl = -tr(P V_j P V_l) + 2 y'P V_j P V_l P y with P = D - G C G' (D = V^-1). The parts
+    # through C couple every pair; the parts through D alone vanish unless V_j and V_l share
+    # a trial, so they are computed for those pairs only (k + 1 of them with a residual
+    # variance per trial, not (k + 1)(k + 2)/2). The operators commute (all are polynomials
+    # in tt'), so both cross terms of tr(P V_j P V_l) are equal.
+    hess = -np.einsum("jab,lba->jl", cg, cg) - 2 * gw @ c_mat @ gw.T
+    own = (-_op_trace(vjv, m, stt).sum(axis=1) + 2 * np.einsum("ij,nji->n", c_mat, o3_form[:, :q, :q])
+           + 2 * np.einsum("i,nij,j->n", w, o3_form, w))
+    hess[pair_j, pair_l] += own
+    hess[pair_l, pair_j] = hess[pair_j, pair_l]
     return grad, hess, dcov
 
 
@@ -463,9 +484,12 @@ class _ProfiledREML:
             sign, logdet_a = np.linalg.slogdet(a)
             rss = yy - np.einsum("gi,gi->g", b, np.linalg.solve(a, b[:, :, None])[:, :, 0])
         logdet_v = np.log1p(g[:, None] * self.stt[None, :]).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            dev = self.const + self.nu * np.log(rss / self.nu) + logdet_v + logdet_a
-        return np.where((sign > 0) & (rss > 0), dev, np.inf)
+        ok = (sign > 0) & (rss > 0)
+        dev = self.const + self.nu * np.log(np.where(ok, rss, self.nu) / self.nu) + logdet_v + logdet_a
+        return np.where(ok, dev, np.inf)
+
+
+_FIRST_GRID = np.linspace(-14.0, 9.0, 93)
 
 
 def _gamma_optimum(st: TrialStats):
@@ -476,7 +500,7 @@ def _gamma_optimum(st: TrialStats):
     through the best point and its neighbours; all in batched evaluations. Finally the boundary
     gamma = 0 is compared (a boundary fit is reported, not treated as a failure)."""
     f = _ProfiledREML(st)
-    grid = np.linspace(-14.0, 9.0, 93)
+    grid = _FIRST_GRID
     for _ in range(2):
         dev = f(np.exp(grid))
         i = int(np.argmin(dev))
@@ -511,7 +535,15 @@ def _fit_trial_specific(st: TrialStats, gamma0: float, sigma2_0: float):
     def obj(par):
         return reml_deviance(st, np.exp(par[:k]), par[k] ** 2)
 
-    res = optimize.minimize(obj, start, method="L-BFGS-B", options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9})
+    def jac(par):
+        # chain rule from (sigma_i^2, tau^2) to (log sigma_i^2, tau): the analytic gradient
+        # (finite differences would cost k + 1 deviance evaluations per gradient)
+        sig, tau2 = np.exp(par[:k]), par[k] ** 2
+        grad, _, _ = _derivatives(st, sig, tau2, True, [True] * (k + 1), hessian=False)
+        return np.r_[grad[:k] * sig, grad[k] * 2 * par[k]]
+
+    res = optimize.minimize(obj, start, jac=jac, method="L-BFGS-B",
+                            options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9})
     return np.exp(res.x[:k]), float(res.x[k] ** 2), bool(res.success), float(res.fun)
 
 

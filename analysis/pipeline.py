@@ -10,6 +10,7 @@ from .io import write_csv
 from .paths import Paths
 from .schema import OUTCOMES, PARTICIPANTS, validate
 from .spec import load_spec
+from .timing import timed_stage
 
 __all__ = ["harmonise", "check", "fit", "DERIVED_TABLES"]
 
@@ -20,17 +21,18 @@ DERIVED_TABLES = ("participants", "outcomes", "exclusions", "flow", "trials", "h
 
 def harmonise(paths: Paths, progress=None) -> dict:
     specs = sorted(paths.specs.glob("*.yaml"))
-    bar = progress(len(specs), "harmonise") if progress else None
-    _, tables = harmonise_all(paths.specs, paths.raw, progress=(lambda _: bar.update()) if bar else None)
-    if bar:
-        bar.close()
-    validate(tables["participants"], PARTICIPANTS, "participants")
-    validate(tables["outcomes"], OUTCOMES, "outcomes")
-    for row in tables["flow"].itertuples():
-        log.info("%s: %d received, %d excluded, %d analysed", row.trial_id, row.received, row.excluded, row.analysed)
-    for name in DERIVED_TABLES:
-        write_csv(tables[name], paths.derived_file(name))
-        log.info("wrote %s", paths.derived_file(name))
+    with timed_stage("harmonise"):
+        bar = progress(len(specs), "harmonise") if progress else None
+        _, tables = harmonise_all(paths.specs, paths.raw, progress=(lambda _: bar.update()) if bar else None)
+        if bar:
+            bar.close()
+        validate(tables["participants"], PARTICIPANTS, "participants")
+        validate(tables["outcomes"], OUTCOMES, "outcomes")
+        for row in tables["flow"].itertuples():
+            log.info("%s: %d received, %d excluded, %d analysed", row.trial_id, row.received, row.excluded, row.analysed)
+        for name in DERIVED_TABLES:
+            write_csv(tables[name], paths.derived_file(name))
+            log.info("wrote %s", paths.derived_file(name))
     return tables
 
 

@@ -171,6 +171,17 @@ def multiple_imputation(participants, outcomes, m=20, seed=2020, comparisons=("n
     return rows
 
 
+def overall_rows(participants, outcomes, combinations, **options) -> list[dict]:
+    """overall_one for each (comparison, outcome, window), joining each window's data once."""
+    frames = {}
+    rows = []
+    for comparison, outcome, window in combinations:
+        if window not in frames:
+            frames[window] = window_frame(participants, outcomes, window)
+        rows.append(overall_one(participants, outcomes, comparison, outcome, window, frame=frames[window], **options))
+    return rows
+
+
 def sensitivity_estimates(participants, outcomes, visits, trials, m=20, seed=2020, progress=None) -> pd.DataFrame:
     rows = []
 
@@ -180,19 +191,16 @@ def sensitivity_estimates(participants, outcomes, visits, trials, m=20, seed=202
             progress()
 
     step(two_stage_rows(participants, outcomes))
-    step([overall_one(participants, outcomes, c, o, w, analysis="common_effect", random_effect=False)
-          for c, o, w in ALL_OVERALL])
-    step([overall_one(participants, outcomes, c, o, w, analysis="trial_residual_variances", residual="trial")
-          for c, o, w in ALL_OVERALL if o != "recovered"])
+    step(overall_rows(participants, outcomes, ALL_OVERALL, analysis="common_effect", random_effect=False))
+    step(overall_rows(participants, outcomes, [r for r in ALL_OVERALL if r[1] != "recovered"],
+                      analysis="trial_residual_variances", residual="trial"))
     step(leave_one_out(participants, outcomes))
     low = set(trials.loc[trials.risk_of_bias == "low", "trial_id"])
-    step([overall_one(participants[participants.trial_id.isin(low)], outcomes[outcomes.trial_id.isin(low)], c, o, w,
-                      analysis="low_risk_of_bias") for c, o, w in ALL_OVERALL])
-    averaged = window_average_outcomes(visits)
-    step([overall_one(participants, averaged, c, o, w, analysis="window_average") for c, o, w in ALL_OVERALL])
-    improved = improvement_recovery(participants, outcomes)
-    step([overall_one(participants, improved, c, "recovered", w.name, analysis="recovery_improvement")
-          for c in COMPARISONS for w in WINDOWS])
+    step(overall_rows(participants[participants.trial_id.isin(low)], outcomes[outcomes.trial_id.isin(low)],
+                      ALL_OVERALL, analysis="low_risk_of_bias"))
+    step(overall_rows(participants, window_average_outcomes(visits), ALL_OVERALL, analysis="window_average"))
+    step(overall_rows(participants, improvement_recovery(participants, outcomes),
+                      [r for r in ALL_OVERALL if r[1] == "recovered"], analysis="recovery_improvement"))
     step(multiple_imputation(participants, outcomes, m=m, seed=seed))
     table = pd.DataFrame(rows)
     for col in SENSITIVITY_COLUMNS:
