@@ -9,14 +9,7 @@ import pandas as pd
 
 from .errors import InputError
 from .io import read_csv, write_csv
-from .overall import (
-    RESULT_COLUMNS,
-    continuous_method,
-    empty_row,
-    fit_continuous,
-    fit_recovery,
-    result_row,
-)
+from .overall import RESULT_COLUMNS, continuous_method, empty_row, fit_continuous, fit_recovery, result_row
 from .paths import Paths
 from .provenance import write_provenance
 from .samples import sample_from_frame, window_frame

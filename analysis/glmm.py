@@ -317,7 +317,6 @@ def _newton_direction(g, h: BlockArrow, free):
     """Newton direction for maximisation; if -H is not positive definite (far from the
     optimum), shift it (Levenberg) until it is."""
     shift = 0.0
-    k, pz, c = h.cross.shape
     scale = max(np.abs(np.r_[np.diagonal(h.trial, axis1=1, axis2=2).ravel(), np.diag(h.common)]).mean(), 1e-12)
     for _ in range(30):
         try:

@@ -10,7 +10,7 @@ Hartung-Knapp intervals (statsmodels' ``combine_effects`` has DL and PM only).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, asdict
 
 import numpy as np
 from scipy import optimize, stats

@@ -67,7 +67,8 @@ def usable_trials(sample, outcome, min_n) -> np.ndarray:
     """Row mask: the participant's trial has both arms, both outcome values and at least
     ``min_n`` participants (what a per-trial logistic regression needs)."""
     g = sample.groupby("trial_id")
-    ok = (g.exercise.transform("nunique") == 2) & (g[outcome].transform("nunique") == 2) & (g[outcome].transform("size") >= min_n)
+    ok = ((g.exercise.transform("nunique") == 2) & (g[outcome].transform("nunique") == 2)
+          & (g[outcome].transform("size") >= min_n))
     return ok.to_numpy()
 
 
@@ -76,8 +77,9 @@ def per_trial_effects(sample, outcome) -> pd.DataFrame:
 
     Continuous outcomes come from the per-trial statistics (the same numbers an OLS fit
     gives: tested against statsmodels and lm() in tests/test_overall.py). Recovery uses a
-    per-trial logistic regression (the GLM's fit, all trials at once: analysis.pertrial). Trials without both arms or without
-    residual degrees of freedom are skipped.
+    per-trial logistic regression (the GLM's fit, all trials at once: analysis.pertrial).
+    Trials without both arms or without residual degrees of freedom are skipped, and so are
+    recovery estimates under separation.
     """
     rows = []
     if outcome == "recovered":

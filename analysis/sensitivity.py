@@ -14,26 +14,9 @@ from .fit import overall_one
 from .imputation import impute_once, rubin
 from .modifiers import _continuous_design
 from .onestage import fit_reml
-from .overall import (
-    RESULT_COLUMNS,
-    continuous_method,
-    continuous_stats,
-    per_trial_effects,
-    result_row,
-)
-from .samples import (
-    comparison_participants,
-    outcome_sample,
-    sample_from_frame,
-    window_frame,
-)
-from .settings import (
-    COMPARISONS,
-    COVARIATES,
-    RECOVERY_IMPROVEMENT,
-    RECOVERY_THRESHOLD,
-    WINDOWS,
-)
+from .overall import RESULT_COLUMNS, continuous_method, continuous_stats, per_trial_effects, result_row
+from .samples import comparison_participants, outcome_sample, sample_from_frame, window_frame
+from .settings import COMPARISONS, COVARIATES, RECOVERY_IMPROVEMENT, RECOVERY_THRESHOLD, WINDOWS
 
 __all__ = ["SENSITIVITY_COLUMNS", "sensitivity_estimates", "two_stage_rows", "leave_one_out", "influence_summary",
            "window_average_outcomes", "improvement_recovery", "multiple_imputation", "PRIMARY"]

@@ -22,24 +22,10 @@ import pandas as pd
 
 from .errors import InputError
 from .io import write_text
-from .modifiers import (
-    MODIFIER_COLUMNS,
-    _continuous_design,
-    continuous_interaction,
-    holm_by_family,
-    interaction_rows,
-    modifier_sample,
-    not_estimable_rows,
-    trials_varying,
-)
+from .modifiers import (MODIFIER_COLUMNS, _continuous_design, continuous_interaction, holm_by_family,
+                        interaction_rows, modifier_sample, not_estimable_rows, trials_varying)
 from .onestage import TrialStats, fit_reml
-from .overall import (
-    RESULT_COLUMNS,
-    continuous_method,
-    continuous_stats,
-    empty_row,
-    result_row,
-)
+from .overall import RESULT_COLUMNS, continuous_method, continuous_stats, empty_row, result_row
 from .samples import outcome_sample
 from .settings import COMPARISONS, COVARIATES, WINDOWS
 
