@@ -221,7 +221,10 @@ def _impute_variable(x, y, codes, var, miss, rng, start=None):
 def impute_once(d: pd.DataFrame, covariates, outcomes=("pain", "function"), rng=None, iterations=5) -> pd.DataFrame:
     """One completed copy of ``d`` (one row per participant; columns trial_id, exercise,
     pain_bl, function_bl, the outcomes and the covariates). Works on a column-major numpy
-    copy: the pandas overhead of rebuilding frames dominated at a million rows."""
+    copy: the pandas overhead of rebuilding frames dominated at a million rows.
+
+    A variable that no participant has (no trial measured it) cannot be imputed: it stays
+    missing and is left out of the other variables' imputation models."""
     rng = rng or np.random.default_rng()
     covariates, outcomes = list(covariates), list(outcomes)
     always = ["exercise", "pain_bl", "function_bl"]
@@ -230,6 +233,9 @@ def impute_once(d: pd.DataFrame, covariates, outcomes=("pain", "function"), rng=
     data = np.asfortranarray(d[names].to_numpy(float))
     codes = pd.factorize(d.trial_id)[0]
     k = codes.max() + 1 if len(codes) else 0
+    never = {v for v in covariates + outcomes if np.isnan(data[:, col[v]]).all()}
+    covariates = [c for c in covariates if c not in never]
+    outcomes = [o for o in outcomes if o not in never]
     variables = [v for v in covariates + outcomes if np.isnan(data[:, col[v]]).any()]
     missing = {v: np.isnan(data[:, col[v]]) for v in variables}
     for v in variables:  # start from trial means, or the overall mean where a trial never measured v

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .fit import overall_one
 from .imputation import impute_once, rubin
 from .modifiers import _continuous_design
 from .onestage import fit_reml
-from .overall import RESULT_COLUMNS, continuous_method, continuous_stats, per_trial_effects, result_row
+from .overall import RESULT_COLUMNS, continuous_method, continuous_stats, empty_row, per_trial_effects, result_row
 from .samples import comparison_participants, outcome_sample, sample_from_frame, window_frame
 from .settings import COMPARISONS, COVARIATES, RECOVERY_IMPROVEMENT, RECOVERY_THRESHOLD, WINDOWS
 
@@ -122,15 +123,18 @@ def multiple_imputation(participants, outcomes, m=20, seed=2020, comparisons=("n
     imputations with Rubin's rules (Barnard-Rubin df, fraction of missing information)."""
     rng = np.random.default_rng(seed)
     rows = []
+    method = (f"one-stage LMM, REML, {m} imputations (chained equations within trials), Rubin's rules, "
+              "Barnard-Rubin df")
     for comparison in comparisons:
         base = _mi_sample(participants, outcomes, comparison, window)
+        measured = [c for c in covariates if base[c].notna().any()]
         collected: dict = {}
         for _ in range(m):
-            d = impute_once(base, list(covariates), rng=rng)
+            d = impute_once(base, measured, rng=rng)
             for outcome in ("pain", "function"):
                 f = fit_reml(continuous_stats(d, outcome))
                 collected.setdefault((outcome, "exercise"), []).append((f.coef[0], f.cov[0, 0], f.df[0], f.tau2, f.n_trials, f.n_participants))
-                for cov in covariates:
+                for cov in measured:
                     xbar = d.groupby("trial_id")[cov].transform("mean")
                     dd = d.assign(xbar=xbar, xc=d[cov] - xbar)
                     fm = fit_reml(_continuous_design(dd, outcome, cov))
@@ -139,18 +143,21 @@ def multiple_imputation(participants, outcomes, m=20, seed=2020, comparisons=("n
         for (outcome, term), vals in collected.items():
             v = np.array(vals)
             pooled = rubin(v[:, 0], v[:, 1], df_complete=float(np.mean(v[:, 2])))
-            from scipy import stats
-
             crit = stats.t.ppf(0.975, pooled["df"])
             est, se = pooled["estimate"], pooled["se"]
             s = dict(estimate=est, se=se, ci_low=est - crit * se, ci_high=est + crit * se, df=pooled["df"],
                      p=float(2 * stats.t.sf(abs(est / se), pooled["df"])), tau2=float(np.mean(v[:, 3])),
                      n_trials=int(v[0, 4]), n_participants=int(v[0, 5]), converged=True)
-            row = result_row("multiple_imputation", comparison, outcome, window, term, "md", s,
-                             f"one-stage LMM, REML, {m} imputations (chained equations within trials), Rubin's rules, "
-                             "Barnard-Rubin df", f"fraction of missing information {pooled['fmi']:.2f}")
+            row = result_row("multiple_imputation", comparison, outcome, window, term, "md", s, method,
+                             f"fraction of missing information {pooled['fmi']:.2f}")
             row["fmi"] = pooled["fmi"]
             rows.append(row)
+        for outcome in ("pain", "function"):
+            for cov in covariates:
+                if cov not in measured:
+                    rows.append(empty_row("multiple_imputation", comparison, outcome, window, f"exercise:{cov}", "md",
+                                          method, f"not estimable: no trial of this comparison measured {cov}, "
+                                          "so there is nothing to impute it from", n_participants=len(base)))
     return rows
 
 

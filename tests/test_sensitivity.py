@@ -201,3 +201,19 @@ def test_sensitivity_file_has_every_analysis(demo_results):
             "low_risk_of_bias", "window_average", "recovery_improvement", "multiple_imputation"} <= names
     mi = s[s.analysis == "multiple_imputation"]
     assert mi.fmi.between(0, 1).all() and (mi.df > 0).all()
+
+
+def test_covariate_no_trial_measured_is_reported_not_imputed(demo_run):
+    """Real data: a comparison in which no trial measured a covariate. There is nothing to
+    impute it from, so it stays missing, the other variables are imputed without it and the
+    multiple-imputation rows for its interaction say why they are empty."""
+    p = demo_run.tables["participants"].assign(employed=np.nan)
+    o = demo_run.tables["outcomes"]
+    d = p[p.comparison.isin(["exercise", "none_usual_care"])].assign(pain=50.0, function=40.0)
+    out = impute_once(d, ["bmi", "employed"], rng=np.random.default_rng(1))
+    assert out.employed.isna().all() and out.bmi.notna().all()
+    rows = pd.DataFrame(multiple_imputation(p, o, m=2, comparisons=("none_usual_care",), covariates=("bmi", "employed")))
+    empty = rows[rows.term == "exercise:employed"]
+    assert len(empty) == 2 and empty.estimate.isna().all()
+    assert empty.note.str.contains("no trial of this comparison measured employed").all()
+    assert rows[rows.term == "exercise:bmi"].estimate.notna().all()
