@@ -86,7 +86,7 @@ def per_trial_logistic(trial, y, x, max_iter: int = 100, tol: float = 1e-10) -> 
         new_deviance = indicator @ unit
         converged |= np.abs(new_deviance - deviance) < tol
         deviance = new_deviance
-        if converged.all():
+        if (converged | ~full_rank).all():  # a rank-deficient trial has no estimate to wait for
             break
     xtwx = weighted_cross_products(mu * (1 - mu))
     full_rank = np.linalg.matrix_rank(xtwx) == p

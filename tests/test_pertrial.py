@@ -65,3 +65,19 @@ def test_per_trial_logistic_sets_aside_separated_trials():
         g = sm.GLM(y[rows], x[rows], family=sm.families.Binomial()).fit(tol=1e-14)
         assert r.ok[i]
         np.testing.assert_allclose(r.coef[i], g.params, rtol=1e-7)
+
+
+def test_rank_deficient_trial_is_set_aside_without_holding_up_the_others():
+    """A trial whose design is singular (a covariate constant within it) has no estimate;
+    the others are fitted as before (GLM on their own rows)."""
+    rng = np.random.default_rng(4)
+    trial = np.repeat(["A", "B"], 100)
+    ex = np.tile([0.0, 1.0], 100)
+    cov = rng.normal(size=200)
+    cov[trial == "B"] = 2.0
+    y = (rng.random(200) < 0.4).astype(float)
+    x = np.column_stack([np.ones(200), ex, cov])
+    r = per_trial_logistic(trial, y, x)
+    assert not r.ok[1] and r.ok[0]
+    g = sm.GLM(y[:100], x[:100], family=sm.families.Binomial()).fit(tol=1e-14)
+    np.testing.assert_allclose(r.coef[0], g.params, rtol=1e-7)
