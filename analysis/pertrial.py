@@ -3,11 +3,11 @@
 Two-stage checks need a logistic regression in every trial: with a thousand trials, a
 loop of statsmodels GLM fits costs seconds per analysis, almost all of it per-call
 overhead. Here every trial's iteratively reweighted least squares step is taken together:
-per-trial sums as products with a sparse trial indicator matrix and one small BLAS
-cross-product per trial, and one batched solve of the
-k small p x p systems. Rows may come in any order. Each trial's fit is exactly the GLM's (same start, same Newton
-iterations; tested against statsmodels GLM trial by trial). Written by hand because
-statsmodels has no batched GLM.
+per-trial sums as products with a sparse trial indicator matrix, one small BLAS
+cross-product per trial and one batched solve of the k small p x p systems. Rows may come
+in any order. Each trial's fit is the GLM's (same start, same Newton iterations; tested
+against statsmodels GLM trial by trial). Written by hand because statsmodels has no
+batched GLM.
 """
 
 from __future__ import annotations
