@@ -399,7 +399,7 @@ def _derivatives(st: TrialStats, sigma2, tau2, trial_specific, active, hessian=T
     dcov = cg @ c_mat  # d(X'V^-1X)^-1/dphi_j = C X'V^-1 V_j V^-1 X C
     # H_jl = -tr(P V_j P V_l) + 2 y'P V_j P V_l P y with P = D - G C G' (D = V^-1). The parts
     # through C couple every pair; the parts through D alone vanish unless V_j and V_l share
-    # a trial, so they are computed for those pairs only (k + 1 of them with a residual
+    # a trial, so they are computed for those pairs only (2k + 1 of them with a residual
     # variance per trial, not (k + 1)(k + 2)/2). The operators commute (all are polynomials
     # in tt'), so both cross terms of tr(P V_j P V_l) are equal.
     hess = -np.einsum("jab,lba->jl", cg, cg) - 2 * gw @ c_mat @ gw.T
