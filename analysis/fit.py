@@ -16,7 +16,7 @@ from .samples import sample_from_frame, window_frame
 from .settings import COMPARISONS, WINDOWS
 from .timing import timed_stage
 
-__all__ = ["load_derived", "overall_estimates", "fit_all"]
+__all__ = ["ALL_OVERALL", "load_derived", "overall_rows", "overall_estimates", "fit_all"]
 
 log = logging.getLogger(__name__)
 N_NODES = 15
@@ -55,26 +55,36 @@ def overall_one(participants, outcomes, comparison, outcome, window, analysis="o
     return result_row(analysis, comparison, outcome, window, "exercise", "md", fit.summary(), method, fit.message)
 
 
-def overall_estimates(participants, outcomes, progress=None) -> pd.DataFrame:
-    """Every overall analysis: three comparisons x three outcomes x three windows."""
-    rows = []
-    for w in WINDOWS:
-        frame = window_frame(participants, outcomes, w.name)
-        for comparison in COMPARISONS:
-            for outcome in ("pain", "function", "recovered"):
-                rows.append(overall_one(participants, outcomes, comparison, outcome, w.name, frame=frame))
+ALL_OVERALL = [(c, o, w.name) for c in COMPARISONS for o in ("pain", "function", "recovered") for w in WINDOWS]
+
+
+def overall_rows(participants, outcomes, combinations, progress=None, **options) -> list[dict]:
+    """overall_one for each (comparison, outcome, window), returned in the given order. The
+    fits run window by window, so each window's data are joined once and only one joined
+    window is held at a time (at a million participants a join takes seconds and memory)."""
+    rows = {}
+    for window in dict.fromkeys(w for _, _, w in combinations):
+        frame = window_frame(participants, outcomes, window)
+        for comparison, outcome, w in combinations:
+            if w == window:
+                rows[comparison, outcome, w] = overall_one(participants, outcomes, comparison, outcome, w,
+                                                           frame=frame, **options)
                 if progress:
                     progress()
-    order = {(c, o, w.name): i for i, (c, o, w) in enumerate(
-        (c, o, w) for c in COMPARISONS for o in ("pain", "function", "recovered") for w in WINDOWS)}
-    rows.sort(key=lambda r: order[(r["comparison"], r["outcome"], r["window"])])
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return [rows[key] for key in combinations]
 
 
-def _with_bar(progress, total, desc, fn, **kw):
+def overall_estimates(participants, outcomes, progress=None) -> pd.DataFrame:
+    """Every overall analysis: three comparisons x three outcomes x three windows."""
+    return pd.DataFrame(overall_rows(participants, outcomes, ALL_OVERALL, progress=progress), columns=RESULT_COLUMNS)
+
+
+def _stage(progress, total, desc, fn, **kw):
+    """Run one stage of fit_all with a progress bar (on a terminal) and its time in the log."""
     bar = progress(total, desc) if progress else None
     try:
-        return fn(progress=bar.update if bar else None, **kw)
+        with timed_stage(desc):
+            return fn(progress=bar.update if bar else None, **kw)
     finally:
         if bar:
             bar.close()
@@ -86,13 +96,11 @@ def fit_all(paths: Paths, progress=None, seed=None, imputations: int = 20) -> li
     from .modifiers import availability_matrix, modifier_estimates
 
     participants, outcomes = load_derived(paths)
-    with timed_stage("overall effects"):
-        est = _with_bar(progress, len(COMPARISONS) * 9, "overall effects", overall_estimates,
-                        participants=participants, outcomes=outcomes)
+    est = _stage(progress, len(ALL_OVERALL), "overall effects", overall_estimates,
+                 participants=participants, outcomes=outcomes)
     written = [write_csv(est, paths.result_file("estimates"))]
-    with timed_stage("modifiers"):
-        mods, curves = _with_bar(progress, len(COMPARISONS) * 90, "modifiers", modifier_estimates,
-                                 participants=participants, outcomes=outcomes)
+    mods, curves = _stage(progress, len(COMPARISONS) * 90, "modifiers", modifier_estimates,
+                          participants=participants, outcomes=outcomes)
     written.append(write_csv(mods, paths.result_file("modifiers")))
     written.append(write_csv(curves, paths.result_file("modifier_effects")))
     written.append(write_csv(availability_matrix(participants), paths.result_file("covariate_availability")))
@@ -100,9 +108,8 @@ def fit_all(paths: Paths, progress=None, seed=None, imputations: int = 20) -> li
 
     visits = read_csv(paths.derived_file("visits"))
     trials = read_csv(paths.derived_file("trials"))
-    with timed_stage("sensitivity"):
-        sens = _with_bar(progress, 10, "sensitivity", sensitivity_estimates, participants=participants,
-                         outcomes=outcomes, visits=visits, trials=trials, m=imputations)
+    sens = _stage(progress, 10, "sensitivity", sensitivity_estimates, participants=participants,
+                  outcomes=outcomes, visits=visits, trials=trials, m=imputations)
     written.append(write_csv(sens, paths.result_file("sensitivity")))
     written.append(write_csv(influence_summary(sens, est), paths.result_file("influence")))
     written.append(write_provenance(paths, seed=seed))

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .fit import overall_one
+from .fit import ALL_OVERALL, overall_rows
 from .imputation import impute_once, rubin
 from .modifiers import _continuous_design
 from .onestage import fit_reml
@@ -24,7 +24,6 @@ __all__ = ["SENSITIVITY_COLUMNS", "sensitivity_estimates", "two_stage_rows", "le
 
 SENSITIVITY_COLUMNS = RESULT_COLUMNS + ["fmi"]
 PRIMARY = [(c, o, "short") for c in ("none_usual_care", "other_conservative") for o in ("pain", "function")]
-ALL_OVERALL = [(c, o, w.name) for c in COMPARISONS for o in ("pain", "function", "recovered") for w in WINDOWS]
 
 
 def two_stage_rows(participants, outcomes, methods=("REML", "DL", "PM")) -> list[dict]:
@@ -158,17 +157,6 @@ def multiple_imputation(participants, outcomes, m=20, seed=2020, comparisons=("n
                     rows.append(empty_row("multiple_imputation", comparison, outcome, window, f"exercise:{cov}", "md",
                                           method, f"not estimable: no trial of this comparison measured {cov}, "
                                           "so there is nothing to impute it from", n_participants=len(base)))
-    return rows
-
-
-def overall_rows(participants, outcomes, combinations, **options) -> list[dict]:
-    """overall_one for each (comparison, outcome, window), joining each window's data once."""
-    frames = {}
-    rows = []
-    for comparison, outcome, window in combinations:
-        if window not in frames:
-            frames[window] = window_frame(participants, outcomes, window)
-        rows.append(overall_one(participants, outcomes, comparison, outcome, window, frame=frames[window], **options))
     return rows
 
 
