@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from .pertrial import group_sums
+from .pertrial import group_indicator, group_sums
 from .settings import BINARY_COVARIATES, PLAUSIBLE
 
 __all__ = ["rubin", "impute_once", "IMPUTED_RANGES", "TrialRegression", "linear_trial_regression",
@@ -133,6 +133,7 @@ def logistic_trial_regression(codes, k, z, y, ridge=1e-4, iters=50, start=None) 
     n_i = np.bincount(codes, minlength=k).astype(float)
     rate = np.clip((np.bincount(codes, weights=y, minlength=k) + 0.5) / (n_i + 1), 1e-3, 1 - 1e-3)
     alpha, beta = (special.logit(rate), np.zeros(p)) if start is None else (start[0].copy(), start[1].copy())
+    indicator = group_indicator(codes, k)  # built once, used at every Newton step
 
     def blocks(alpha, beta):
         mu = special.expit(alpha[codes] + z @ beta)
@@ -141,7 +142,7 @@ def logistic_trial_regression(codes, k, z, y, ridge=1e-4, iters=50, start=None) 
         g_a = np.bincount(codes, weights=resid, minlength=k) - ridge * alpha
         g_b = z.T @ resid - ridge * beta
         d = np.bincount(codes, weights=w, minlength=k) + ridge
-        c = group_sums(codes, k, z * w[:, None])
+        c = indicator @ (z * w[:, None])
         b = (z * w[:, None]).T @ z + ridge * np.eye(p)
         return g_a, g_b, d, c, b
 
