@@ -165,7 +165,9 @@ def test_analytic_hessian_matches_numerical(m1_data, trial_specific):
 # from the full observed information, so the plain GLS SE at its own variance estimates
 # is compared instead (1e-8: the same formula).
 
-def test_agrees_with_statsmodels_mixedlm():
+def _mixedlm_on_simulated_ipd(reml: bool):
+    """The same model in statsmodels (stratified intercepts and baseline slopes, random
+    treatment slope) on 6 simulated trials; returns the data and the MixedLM fit."""
     import statsmodels.formula.api as smf
 
     d = continuous_ipd(np.random.default_rng(11), k=6, n_range=(40, 80))
@@ -173,7 +175,12 @@ def test_agrees_with_statsmodels_mixedlm():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = smf.mixedlm("y ~ 0 + C(trial_id) + C(trial_id):y0c + treat", d, groups="trial_id",
-                        re_formula="0 + treat").fit(reml=True)
+                        re_formula="0 + treat").fit(reml=reml)
+    return d, m
+
+
+def test_agrees_with_statsmodels_mixedlm():
+    d, m = _mixedlm_on_simulated_ipd(reml=True)
     st = _stats(d)
     f = fit_reml(st)
     assert f.coef[0] == pytest.approx(m.params["treat"], rel=1e-4)
@@ -258,16 +265,9 @@ def test_ml_likelihood_from_statistics_equals_dense_evaluation(seed):
 
 
 def test_ml_optimum_at_least_as_good_as_statsmodels():
-    import statsmodels.formula.api as smf
-
     from analysis.onestage import fit_ml_deviance
 
-    d = continuous_ipd(np.random.default_rng(11), k=6, n_range=(40, 80))
-    d["y0c"] = d.y0 - d.groupby("trial_id").y0.transform("mean")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = smf.mixedlm("y ~ 0 + C(trial_id) + C(trial_id):y0c + treat", d, groups="trial_id",
-                        re_formula="0 + treat").fit(reml=False)
+    d, m = _mixedlm_on_simulated_ipd(reml=False)
     assert fit_ml_deviance(_stats(d)) <= -2 * m.llf + 1e-6
     assert fit_ml_deviance(_stats(d)) == pytest.approx(-2 * m.llf, rel=1e-6)
 
