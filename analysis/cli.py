@@ -7,8 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import InputError
-from .paths import Paths
+from analysis.errors import InputError
+from analysis.paths import Paths
 
 __all__ = ["main"]
 
@@ -24,7 +24,7 @@ def _progress(total: int, desc: str):
 
 
 def cmd_demo_data(args, paths: Paths) -> int:
-    from . import demo
+    from analysis import demo
 
     scaled = (args.trials, args.participants) != (demo.N_TRIALS, demo.N_TOTAL)
     if scaled and paths.specs.resolve() == (Paths().data_dir / "specs").resolve() and not args.data_dir_given:
@@ -44,7 +44,7 @@ def cmd_demo_data(args, paths: Paths) -> int:
 
 
 def cmd_harmonise(args, paths: Paths) -> int:
-    from .pipeline import harmonise
+    from analysis.pipeline import harmonise
 
     tables = harmonise(paths, progress=_progress)
     flow = tables["flow"]
@@ -55,10 +55,10 @@ def cmd_harmonise(args, paths: Paths) -> int:
 
 
 def cmd_check(args, paths: Paths) -> int:
-    from .pipeline import check
+    from analysis.pipeline import check
 
     if args.results:
-        from .provenance import is_stale
+        from analysis.provenance import is_stale
 
         if is_stale(paths):
             print(f"results in {paths.results_dir} are missing or stale against the current specs, raw files "
@@ -79,8 +79,8 @@ def cmd_check(args, paths: Paths) -> int:
 
 
 def cmd_export_stats(args, paths: Paths) -> int:
-    from .fit import load_derived
-    from .summaries import export_trial_stats
+    from analysis.analyses.fit import load_derived
+    from analysis.analyses.summaries import export_trial_stats
 
     participants, outcomes = load_derived(paths)
     out = args.out or paths.data_dir / "stats"
@@ -91,14 +91,14 @@ def cmd_export_stats(args, paths: Paths) -> int:
 
 def cmd_fit(args, paths: Paths) -> int:
     if args.from_stats:
-        from .io import write_csv
-        from .summaries import fit_from_stats
+        from analysis.analyses.summaries import fit_from_stats
+        from analysis.io import write_csv
 
         est, mods = fit_from_stats(args.from_stats)
         written = [write_csv(est, paths.result_file("estimates")), write_csv(mods, paths.result_file("modifiers"))]
         print("wrote " + ", ".join(str(p) for p in written) + " (from per-trial statistics: continuous outcomes only)")
         return 0
-    from .pipeline import fit
+    from analysis.pipeline import fit
 
     written = fit(paths, progress=_progress)
     print("wrote " + ", ".join(str(p) for p in written))
@@ -106,7 +106,7 @@ def cmd_fit(args, paths: Paths) -> int:
 
 
 def cmd_new_spec(args, paths: Paths) -> int:
-    from .newspec import write_draft
+    from analysis.ingest.newspec import write_draft
 
     target = write_draft(args.raw_file, args.trial_id, paths.specs)
     print(f"wrote a draft spec to {target}: confirm the lines marked CONFIRM, fill each TODO, "
@@ -115,7 +115,9 @@ def cmd_new_spec(args, paths: Paths) -> int:
 
 
 def cmd_all(args, paths: Paths) -> int:
-    raw_empty = not paths.raw.exists() or not any(p for p in paths.raw.iterdir() if not p.name.startswith((".", "README")))
+    raw_empty = not paths.raw.exists() or not any(
+        p for p in paths.raw.iterdir() if not p.name.startswith((".", "README"))
+    )
     if raw_empty:
         args.specs = False
         args.trials, args.participants = 27, 3514
@@ -143,12 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=27, help="number of trials (default 27: the calibrated demo)")
     p.add_argument("--participants", type=int, default=3514, help="participants in all (default 3514)")
     p.set_defaults(func=cmd_demo_data)
-    sub.add_parser("harmonise", parents=[common], help="validate and harmonise raw files into data/derived/").set_defaults(func=cmd_harmonise)
+    sub.add_parser(
+        "harmonise", parents=[common], help="validate and harmonise raw files into data/derived/"
+    ).set_defaults(func=cmd_harmonise)
     p = sub.add_parser("fit", parents=[common], help="fit every prespecified analysis into results/")
-    p.add_argument("--from-stats", type=Path, default=None,
-                   help="fit the continuous one-stage models from per-trial statistics (export-stats) instead of raw data")
+    p.add_argument(
+        "--from-stats",
+        type=Path,
+        default=None,
+        help="fit the continuous one-stage models from per-trial statistics (export-stats) instead of raw data",
+    )
     p.set_defaults(func=cmd_fit)
-    p = sub.add_parser("export-stats", parents=[common], help="write per-trial sufficient statistics (no row-level data)")
+    p = sub.add_parser(
+        "export-stats", parents=[common], help="write per-trial sufficient statistics (no row-level data)"
+    )
     p.add_argument("--out", type=Path, default=None, help="folder for <trial_id>.json (default: <data-dir>/stats)")
     p.set_defaults(func=cmd_export_stats)
     p = sub.add_parser("all", parents=[common], help="demo-data (if data/raw is empty), harmonise, fit")
@@ -158,8 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("raw_file", type=Path, help="the raw trial file (csv, xlsx, sav or dta)")
     p.add_argument("--trial-id", required=True, help="identifier of the trial (the spec's file name)")
     p.set_defaults(func=cmd_new_spec)
-    p = sub.add_parser("check", parents=[common], help="validate specs and raw files only; exit 1 with a report on problems")
-    p.add_argument("--results", action="store_true", help="instead, report whether results are stale against the inputs")
+    p = sub.add_parser(
+        "check", parents=[common], help="validate specs and raw files only; exit 1 with a report on problems"
+    )
+    p.add_argument(
+        "--results", action="store_true", help="instead, report whether results are stale against the inputs"
+    )
     p.set_defaults(func=cmd_check)
     return parser
 

@@ -12,6 +12,7 @@ seed. ``simulate`` returns the latent clean data that harmonisation must reprodu
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -19,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .instruments import INSTRUMENTS
+from analysis.ingest.instruments import INSTRUMENTS
 
-__all__ = ["TRUTH", "TrialDesign", "designs", "simulate", "write_raw", "spec_dict", "DemoData"]
+__all__ = ["TRUTH", "truth_table", "TrialDesign", "designs", "simulate", "write_raw", "spec_dict", "DemoData"]
 
 # ----------------------------------------------------------------------------- the truth
 # Exercise effect (exercise minus comparison, 0-100, negative = exercise better).
@@ -52,9 +53,25 @@ TRUTH = {
 
 N_TRIALS = 27
 N_TOTAL = 3514
+
 _SIZES = [30, 38, 45, 52, 58, 64, 70, 76, 82, 88, 94, 100, 106, 112, 118, 124, 130, 138,
           146, 154, 164, 176, 190, 210, 269, 280, 400]
 assert sum(_SIZES) == N_TOTAL and len(_SIZES) == N_TRIALS
+
+
+def truth_table() -> list[dict]:
+    """The short-term quantities with a known true value, as the analyses name them:
+    overall effects, and the within-trial interactions of heavy work, medication and BMI."""
+    rows = [{"analysis": "overall", "comparison": c, "outcome": o, "window": "short", "term": "exercise", "truth": v}
+            for (c, o), v in TRUTH["theta"].items()]
+    cases = [(c, cov, TRUTH["modifiers"][cov]) for c in ("none_usual_care", "other_conservative")
+             for cov in ("heavy_work", "medication")]
+    cases += [("none_usual_care", "bmi", TRUTH["bmi_modifier_none_usual_care"]), ("other_conservative", "bmi", 0.0)]
+    for comparison, cov, value in cases:
+        for outcome in ("pain", "function"):
+            rows.append({"analysis": "modifier", "comparison": comparison, "outcome": outcome, "window": "short",
+                         "term": f"exercise:{cov}", "truth": value})
+    return rows
 
 
 @dataclass(frozen=True)
@@ -148,26 +165,34 @@ def designs(n_trials: int = N_TRIALS, n_total: int = N_TOTAL) -> list[TrialDesig
             kinds = tuple(k for k in kinds if k != "implausible_bmi") or ("missing_arm",)
         if not fmt.startswith("csv"):
             kinds = tuple(k for k in kinds if k != "non_numeric") or ("out_of_range",)
-        out.append(TrialDesign(
-            trial_id=tid, n=int(sizes[i]), arms=arms, fmt=fmt, layout=layout,
-            pain=["vas_100", "vas_10", "nrs_10"][i % 3],
-            function=["rmdq_24", "rmdq_23", "odi_100", "odi_50", "quebec_100", "psfs_10"][i % 6],
-            months=schedules[int(rng.integers(len(schedules)))] if j not in (0, 15) else (3, 6, 12),
-            style=i % 3,
-            sex_coding=["MF", "12", "01", "labelled", "text"][int(rng.integers(5))] if fmt in ("sav", "dta") else ["MF", "12", "01", "text"][int(rng.integers(4))],
-            yesno_coding=["yesno", "YN", "10", "12"][int(rng.integers(4))],
-            arm_coding="numeric" if fmt in ("sav", "dta") or rng.random() < 0.3 else "text",
-            id_style=["int", "prefixed", "random"][int(rng.integers(3))],
-            bmi_mode=["direct", "cm_kg", "m_lb"][int(rng.integers(3))],
-            age_mode="birth_year" if rng.random() < 0.3 else "direct",
-            duration_unit=["months", "weeks", "years"][int(rng.integers(3))],
-            measured=frozenset(measured),
-            sporadic=float(rng.choice([0.0, 0.02, 0.05])),
-            dirty=kinds,
-            identifying=j in (4, 17),
-            risk_of_bias=["low", "low", "some_concerns", "high"][int(rng.integers(4))],
-            setting=settings[int(rng.integers(len(settings)))],
-        ))
+        out.append(
+            TrialDesign(
+                trial_id=tid,
+                n=int(sizes[i]),
+                arms=arms,
+                fmt=fmt,
+                layout=layout,
+                pain=["vas_100", "vas_10", "nrs_10"][i % 3],
+                function=["rmdq_24", "rmdq_23", "odi_100", "odi_50", "quebec_100", "psfs_10"][i % 6],
+                months=schedules[int(rng.integers(len(schedules)))] if j not in (0, 15) else (3, 6, 12),
+                style=i % 3,
+                sex_coding=["MF", "12", "01", "labelled", "text"][int(rng.integers(5))]
+                if fmt in ("sav", "dta")
+                else ["MF", "12", "01", "text"][int(rng.integers(4))],
+                yesno_coding=["yesno", "YN", "10", "12"][int(rng.integers(4))],
+                arm_coding="numeric" if fmt in ("sav", "dta") or rng.random() < 0.3 else "text",
+                id_style=["int", "prefixed", "random"][int(rng.integers(3))],
+                bmi_mode=["direct", "cm_kg", "m_lb"][int(rng.integers(3))],
+                age_mode="birth_year" if rng.random() < 0.3 else "direct",
+                duration_unit=["months", "weeks", "years"][int(rng.integers(3))],
+                measured=frozenset(measured),
+                sporadic=float(rng.choice([0.0, 0.02, 0.05])),
+                dirty=kinds,
+                identifying=j in (4, 17),
+                risk_of_bias=["low", "low", "some_concerns", "high"][int(rng.integers(4))],
+                setting=settings[int(rng.integers(len(settings)))],
+            )
+        )
     return out
 
 
@@ -221,7 +246,9 @@ def _simulate_trial(d: TrialDesign, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
     has_nuc = any(a[2] == "none_usual_care" for a in d.arms)
     t = TRUTH
     hw, med = t["covariate_means"]["heavy_work"], t["covariate_means"]["medication"]
-    common_mod = t["modifiers"]["heavy_work"] * (p.heavy_work - hw) + t["modifiers"]["medication"] * (p.medication - med)
+    common_mod = t["modifiers"]["heavy_work"] * (p.heavy_work - hw) + t["modifiers"]["medication"] * (
+        p.medication - med
+    )
     bmi_mod = t["bmi_modifier_none_usual_care"] * (p.bmi_true - t["bmi_centre"])
     # participant-level persistence over visits, shared by pain and function; follow-up
     # means sit well above the floor so that clipping at 0 does not attenuate the effect
@@ -248,7 +275,9 @@ def _simulate_trial(d: TrialDesign, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
                 theta = t["theta"][("other_conservative", outcome)]
                 effect_ex = (theta + u) * factor + common_mod * factor
                 effect_oc = 0.0
-            effect = np.where(arm_type == "exercise", effect_ex, np.where(arm_type == "other_conservative", effect_oc, 0.0))
+            effect = np.where(
+                arm_type == "exercise", effect_ex, np.where(arm_type == "other_conservative", effect_oc, 0.0)
+            )
             effect = effect / (1 - t["recovered_share"])
             mu = base_mean + 2.5 * shift + 0.5 * (bl - bl_mean) + effect
             score = np.clip(mu + person + rng.normal(0, sd, n), 0, 100)
@@ -295,7 +324,9 @@ def _names(d: TrialDesign) -> dict:
 
 def _fu_col(d, names, outcome, m):
     label = f"{m:g}".replace(".", "_")
-    return [f"{names[outcome]}_{label}m", f"{names[outcome]}{label.upper()}M", f"{names[outcome]}_month{label}"][d.style]
+    return [f"{names[outcome]}_{label}m", f"{names[outcome]}{label.upper()}M", f"{names[outcome]}_month{label}"][
+        d.style
+    ]
 
 
 def _bl_col(d, names, outcome):
@@ -490,7 +521,9 @@ def _to_long(d, w, names, long_rows, rng):
     codes = {v: k for k, v in _visit_codes(d).items()}
     base = w.copy()
     base.insert(1, names["time"], codes[0.0])
-    base = base.rename(columns={_bl_col(d, names, "pain"): names["pain"], _bl_col(d, names, "function"): names["function"]})
+    base = base.rename(
+        columns={_bl_col(d, names, "pain"): names["pain"], _bl_col(d, names, "function"): names["function"]}
+    )
     keep = [names["id"], names["arm"], names["time"], names["pain"], names["function"]]
     frames = [base]
     for months, obs, pain, func in long_rows:
@@ -543,7 +576,9 @@ def write_raw(raw_dir, seed: int = 2020, data: DemoData | None = None, n_trials:
             writer = pyreadstat.write_sav if d.fmt == "sav" else pyreadstat.write_dta
             writer(out, str(path), variable_value_labels={k: v for k, v in labels.items() if k in out.columns})
         paths.append(path)
-    (raw_dir / "DEMO_SEED").write_text(f"{seed}\n")  # provenance: these files are the synthetic demo
+    # provenance: these files are the synthetic demo, made with this seed and this truth
+    (raw_dir / "DEMO_SEED").write_text(f"{seed}\n")
+    (raw_dir / "DEMO_TRUTH.json").write_text(json.dumps(truth_table(), indent=1) + "\n")
     return paths
 
 
@@ -563,7 +598,11 @@ def spec_dict(d: TrialDesign) -> dict:
     if d.identifying:
         spec["drop_identifying"] = ["name", "date_of_birth", "email"]
     if d.arm_coding == "numeric":
-        spec["arm"] = {"column": names["arm"], "labels": {a[0]: a[2] for a in d.arms}, "names": {a[0]: a[1] for a in d.arms}}
+        spec["arm"] = {
+            "column": names["arm"],
+            "labels": {a[0]: a[2] for a in d.arms},
+            "names": {a[0]: a[1] for a in d.arms},
+        }
     else:
         spec["arm"] = {"column": names["arm"], "labels": {a[1]: a[2] for a in d.arms}}
     outcomes = {}
@@ -577,18 +616,30 @@ def spec_dict(d: TrialDesign) -> dict:
         outcomes[outcome] = o
     spec["outcomes"] = outcomes
     cov = {}
-    cov["age"] = {"column": names["age"]} if d.age_mode == "direct" else {"birth_year": names["byear"], "enrolment_date": names["enrol"]}
+    cov["age"] = (
+        {"column": names["age"]}
+        if d.age_mode == "direct"
+        else {"birth_year": names["byear"], "enrolment_date": names["enrol"]}
+    )
     cov["female"] = {"column": names["sex"], "codes": _sex_codes(d.sex_coding)}
     if "bmi" in d.measured:
         if d.bmi_mode == "direct":
             cov["bmi"] = {"column": names["bmi"]}
         elif d.bmi_mode == "cm_kg":
-            cov["bmi"] = {"height": names["height"], "height_unit": "cm", "weight": names["weight"], "weight_unit": "kg"}
+            cov["bmi"] = {
+                "height": names["height"],
+                "height_unit": "cm",
+                "weight": names["weight"],
+                "weight_unit": "kg",
+            }
         else:
             cov["bmi"] = {"height": names["height"], "height_unit": "m", "weight": names["weight"], "weight_unit": "lb"}
     for c in ("heavy_work", "medication", "employed", "education_post_secondary"):
         if c in d.measured:
-            cov[c] = {"column": names["education" if c == "education_post_secondary" else c], "codes": _yesno_codes(d.yesno_coding)}
+            cov[c] = {
+                "column": names["education" if c == "education_post_secondary" else c],
+                "codes": _yesno_codes(d.yesno_coding),
+            }
     if "duration_months" in d.measured:
         cov["duration_months"] = {"column": names["duration"], "unit": d.duration_unit}
     spec["covariates"] = cov

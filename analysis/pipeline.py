@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import logging
 
-from .errors import InputError
-from .harmonise import harmonise_all, harmonise_trial
-from .io import write_csv
-from .paths import Paths
-from .schema import OUTCOMES, PARTICIPANTS, validate
-from .spec import load_spec
-from .timing import timed_stage
+from analysis.errors import InputError
+from analysis.ingest.harmonise import harmonise_all, harmonise_trial
+from analysis.ingest.schema import OUTCOMES, PARTICIPANTS, validate
+from analysis.ingest.spec import load_spec
+from analysis.io import write_csv
+from analysis.paths import Paths
+from analysis.timing import timed_stage
 
 __all__ = ["harmonise", "check", "fit", "DERIVED_TABLES"]
 
 log = logging.getLogger(__name__)
 
-DERIVED_TABLES = ("participants", "outcomes", "exclusions", "flow", "trials", "harmonisation_log", "visits")
+DERIVED_TABLES = ("participants", "outcomes", "exclusions", "flow", "trials", "harmonisation_log", "visits",
+                  "instruments")
 
 
 def harmonise(paths: Paths, progress=None) -> dict:
@@ -29,7 +30,9 @@ def harmonise(paths: Paths, progress=None) -> dict:
         validate(tables["participants"], PARTICIPANTS, "participants")
         validate(tables["outcomes"], OUTCOMES, "outcomes")
         for row in tables["flow"].itertuples():
-            log.info("%s: %d received, %d excluded, %d analysed", row.trial_id, row.received, row.excluded, row.analysed)
+            log.info(
+                "%s: %d received, %d excluded, %d analysed", row.trial_id, row.received, row.excluded, row.analysed
+            )
         for name in DERIVED_TABLES:
             write_csv(tables[name], paths.derived_file(name))
             log.info("wrote %s", paths.derived_file(name))
@@ -57,6 +60,6 @@ def check(paths: Paths) -> tuple[list[str], list[str]]:
 
 
 def fit(paths: Paths, progress=None) -> list:
-    from .fit import fit_all
+    from analysis.analyses.fit import fit_all
 
     return fit_all(paths, progress=progress)

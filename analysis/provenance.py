@@ -10,10 +10,19 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from .paths import PROJECT_ROOT, Paths
+from analysis.io import write_text
+from analysis.paths import PROJECT_ROOT, Paths
 
-__all__ = ["input_checksums", "inputs_digest", "provenance_record", "write_provenance", "read_provenance", "is_stale",
-           "PACKAGES"]
+__all__ = [
+    "demo_truth",
+    "input_checksums",
+    "inputs_digest",
+    "provenance_record",
+    "write_provenance",
+    "read_provenance",
+    "is_stale",
+    "PACKAGES",
+]
 
 PACKAGES = ("numpy", "scipy", "pandas", "statsmodels", "pandera", "pydantic", "pyreadstat", "openpyxl",
             "matplotlib", "great-tables")
@@ -29,10 +38,12 @@ def _sha256(path: Path) -> str:
 
 def input_checksums(paths: Paths) -> dict:
     """SHA-256 of every spec, raw file and analysis source file, by relative path."""
-    files = sorted(paths.specs.glob("*.yaml")) + sorted(p for p in paths.raw.glob("*") if p.is_file() and p.name != "README.md")
+    files = sorted(paths.specs.glob("*.yaml")) + sorted(
+        p for p in paths.raw.glob("*") if p.is_file() and p.name != "README.md"
+    )
     out = {f"{p.parent.name}/{p.name}": _sha256(p) for p in files}
-    for p in sorted((PROJECT_ROOT / "analysis").glob("*.py")):
-        out[f"analysis/{p.name}"] = _sha256(p)
+    for p in sorted((PROJECT_ROOT / "analysis").rglob("*.py")):
+        out[p.relative_to(PROJECT_ROOT).as_posix()] = _sha256(p)
     return out
 
 
@@ -45,9 +56,17 @@ def _git_commit() -> str:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "analysis", "data/specs"], cwd=PROJECT_ROOT,
                                capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
+        return (
+            out.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def demo_truth(paths: Paths) -> list | None:
+    """The truth the synthetic generator built into the raw files (None for real data)."""
+    path = paths.raw / "DEMO_TRUTH.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def provenance_record(paths: Paths, seed=None) -> dict:
@@ -59,12 +78,10 @@ def provenance_record(paths: Paths, seed=None) -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return {"inputs_sha256": inputs_digest(checks), "inputs": checks, "python": platform.python_version(),
-            "packages": versions, "demo_seed": seed, "git_commit": _git_commit()}
+            "packages": versions, "demo_seed": seed, "demo_truth": demo_truth(paths), "git_commit": _git_commit()}
 
 
 def write_provenance(paths: Paths, seed=None) -> Path:
-    from .io import write_text
-
     seed_file = paths.raw / "DEMO_SEED"
     if seed is None and seed_file.exists():
         seed = int(seed_file.read_text().strip())

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Window", "WINDOWS", "RECOVERY_THRESHOLD", "COVARIATES", "COMPARISONS", "OUTCOMES",
-           "PLAUSIBLE", "ARM_TYPES"]
+__all__ = ["Window", "WINDOWS", "RECOVERY_THRESHOLD", "RECOVERY_IMPROVEMENT", "COVARIATES", "BINARY_COVARIATES",
+           "COMPARISONS", "OUTCOMES", "PLAUSIBLE", "ARM_TYPES", "AGHQ_NODES"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,6 @@ PLAUSIBLE = {
     "weight_kg": (30.0, 250.0),
     "duration_months": (0.0, 600.0),
 }
+
+# Adaptive Gauss-Hermite quadrature nodes per trial in the mixed logistic models (as glmer's nAGQ).
+AGHQ_NODES = 15

@@ -43,12 +43,17 @@ def timed(fn, repeat=1):
 
 def raw_arrays(d):
     """The raw arrays a fit starts from (outside the timing: pandas selection is not the fit)."""
-    return (d.trial_id.to_numpy(), d.pain.to_numpy(), d.exercise.to_numpy(float)[:, None], d.pain_bl.to_numpy()[:, None])
+    return (
+        d.trial_id.to_numpy(),
+        d.pain.to_numpy(),
+        d.exercise.to_numpy(float)[:, None],
+        d.pain_bl.to_numpy()[:, None],
+    )
 
 
 def one_fit(arrays):
     """Per-trial statistics, REML and Satterthwaite df, from raw arrays."""
-    from analysis.onestage import fit_reml, sufficient_stats
+    from analysis.models.onestage import fit_reml, sufficient_stats
 
     trial, y, x, z = arrays
     return fit_reml(sufficient_stats(trial, y, x, z))
@@ -72,8 +77,23 @@ def run_all(paths) -> tuple[float, dict, float]:
     """`python -m analysis all --verbose` on raw files already written: wall time, the
     per-stage times it logs, and the peak memory of that process (GiB)."""
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "analysis", "all", "--verbose", "--data-dir", str(paths.data_dir),
-                          "--results-dir", str(paths.results_dir)], check=True, capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            "all",
+            "--verbose",
+            "--data-dir",
+            str(paths.data_dir),
+            "--results-dir",
+            str(paths.results_dir),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     wall = time.perf_counter() - t0
     stages = {m["stage"]: float(m["seconds"]) for m in STAGE.finditer(out.stderr)}
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
@@ -84,9 +104,9 @@ def bench_one_size(k: int, n: int, mixedlm_limit: int) -> dict:
     """Every measurement at one size: the pipeline's own stage timings from one run of
     `all`, then one fit from raw arrays and MixedLM on the same sample."""
     from analysis import demo
-    from analysis.fit import load_derived
+    from analysis.analyses.fit import load_derived
+    from analysis.analyses.samples import outcome_sample
     from analysis.paths import Paths
-    from analysis.samples import outcome_sample
 
     tmp = Path(tempfile.mkdtemp())
     paths = Paths(tmp / "data", tmp / "results")
@@ -153,17 +173,22 @@ def write_readme(table: pd.DataFrame, demo_all: float):
     for r in table.to_dict("records"):
         g = r.get
         lines.append(
-            f"| {r['trials']:,} / {r['participants']:,} | {g('harmonise_rows_per_s'):,.0f} | {1000 * g('one_fit_s'):.1f} | "
-            f"{_fmt(g('mixedlm_s'), '.2f')} | {_fmt(g('speedup'), ',.0f')}{'x' if np.isfinite(g('speedup', np.nan)) else ''} | "
+            f"| {r['trials']:,} / {r['participants']:,} | {g('harmonise_rows_per_s'):,.0f} | "
+            f"{1000 * g('one_fit_s'):.1f} | {_fmt(g('mixedlm_s'), '.2f')} | "
+            f"{_fmt(g('speedup'), ',.0f')}{'x' if np.isfinite(g('speedup', np.nan)) else ''} | "
             f"{_fmt(g('theta_rel_diff'), '.1e')} | {g('all_overall_s'):.1f} | {g('modifiers_s'):.1f} | "
-            f"{g('sensitivity_s'):.1f} | {g('all_s'):.1f} | {g('peak_rss_gib'):.2f} |")
-    body = (f"<!-- results -->\nMachine: {machine()}. Measured {time.strftime('%Y-%m-%d')} with "
-            f"`python -m benchmarks.run --sizes {','.join(f'{r.trials}x{r.participants}' for r in table.itertuples())}`.\n\n"
-            + "\n".join(lines)
-            + "\n\nThe stage times are those `python -m analysis all --verbose` logs in the same run as the whole "
-              "`all` column (harmonise and fit; the raw files were written before), and the peak memory is that "
-              "process's maximum resident set size. From an empty raw folder on the demo (generate, harmonise, "
-              f"overall effects, modifiers, every sensitivity analysis with 20 imputations), `all` took {demo_all:.1f} s.\n")
+            f"{g('sensitivity_s'):.1f} | {g('all_s'):.1f} | {g('peak_rss_gib'):.2f} |"
+        )
+    sizes = ",".join(f"{r.trials}x{r.participants}" for r in table.itertuples())
+    body = (
+        f"<!-- results -->\nMachine: {machine()}. Measured {time.strftime('%Y-%m-%d')} with "
+        f"`python -m benchmarks.run --sizes {sizes}`.\n\n"
+        + "\n".join(lines)
+        + "\n\nThe stage times are those `python -m analysis all --verbose` logs in the same run as the whole "
+        "`all` column (harmonise and fit; the raw files were written before), and the peak memory is that "
+        "process's maximum resident set size. From an empty raw folder on the demo (generate, harmonise, "
+        f"overall effects, modifiers, every sensitivity analysis with 20 imputations), `all` took {demo_all:.1f} s.\n"
+    )
     readme = (HERE / "README.md").read_text()
     head = readme.split("<!-- results -->")[0]
     (HERE / "README.md").write_text(head + body)

@@ -38,7 +38,7 @@ def demo_run(tmp_path_factory) -> DemoRun:
 @pytest.fixture(scope="session")
 def demo_results(demo_run) -> DemoRun:
     """The demo run with every result fitted (5 imputations instead of 20, for speed)."""
-    from analysis.fit import fit_all
+    from analysis.analyses.fit import fit_all
 
     fit_all(demo_run.paths, imputations=5)
     return demo_run

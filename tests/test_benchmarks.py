@@ -4,7 +4,7 @@ must match what benchmarks/run.py parses (a silent mismatch would leave the tabl
 import logging
 
 from analysis import demo
-from analysis.fit import fit_all
+from analysis.analyses.fit import fit_all
 from analysis.paths import Paths
 from analysis.pipeline import harmonise
 from benchmarks.run import STAGE

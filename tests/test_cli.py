@@ -129,7 +129,9 @@ def test_out_of_range_score_and_duplicate_are_excluded(one_trial):
     assert run(one_trial, "harmonise") == 0
     ex = pd.read_csv(one_trial / "derived" / "exclusions.csv", dtype=str)
     ex = ex[ex.trial_id == "T01"]
-    assert ex.loc[ex.source_row == "10", "reason"].str.contains("out_of_range: column pain_0 = 101, expected 0-100").all()
+    assert (
+        ex.loc[ex.source_row == "10", "reason"].str.contains("out_of_range: column pain_0 = 101, expected 0-100").all()
+    )
     assert ex.loc[ex.source_row.isin(["11", "12"]), "reason"].str.contains("duplicate_id").all()
 
 
@@ -175,8 +177,8 @@ def test_help_for_every_verb():
 
 
 def test_harmonise_is_byte_identical_across_runs_and_seed_sensitive(tmp_path):
-    from tests.conftest import make_data_dir
     from analysis.pipeline import harmonise
+    from tests.conftest import make_data_dir
 
     runs = []
     for name, seed in (("a", 11), ("b", 11), ("c", 12)):
@@ -191,7 +193,12 @@ def test_scaled_demo_keeps_messiness_and_accounts_for_every_row(tmp_path):
     data = tmp_path / "data"
     assert main(["demo-data", "--trials", "8", "--participants", "600", "--data-dir", str(data)]) == 0
     assert len(list((data / "specs").glob("*.yaml"))) == 8
-    assert {p.suffix for p in (data / "raw").iterdir() if p.name != "DEMO_SEED"} == {".csv", ".xlsx", ".sav", ".dta"}
+    assert {p.suffix for p in (data / "raw").iterdir() if not p.name.startswith("DEMO_")} == {
+        ".csv",
+        ".xlsx",
+        ".sav",
+        ".dta",
+    }
     assert main(["harmonise", "--data-dir", str(data)]) == 0
     flow = pd.read_csv(data / "derived" / "flow.csv")
     assert flow.received.sum() == 600 and (flow.received == flow.excluded + flow.analysed).all()

@@ -3,7 +3,7 @@
 import numpy as np
 
 from analysis import demo
-from analysis.instruments import INSTRUMENTS
+from analysis.ingest.instruments import INSTRUMENTS
 from tests.conftest import SPECS
 
 

@@ -1,0 +1,323 @@
+"""Treatment-effect modifiers with within-trial information only (Riley et al. 2020;
+Fisher et al. 2017; Hua et al. 2017).
+
+For covariate x, each trial's participants are centred at the trial mean (over the
+analysis sample): xc = x - xbar_i. The one-stage model adds a trial-specific slope for
+xc, the within-trial interaction exercise x xc (reported as ``exercise:<covariate>``) and,
+separately, the across-trial term exercise x xbar (``exercise:<covariate>:across``), so
+that the within-trial estimate is free of ecological bias.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from analysis.analyses.overall import RESULT_COLUMNS, result_row, usable_trials
+from analysis.analyses.samples import BASELINE, sample_from_frame, window_frame
+from analysis.models.glmm import fit_mixed_logistic
+from analysis.models.meta import pool
+from analysis.models.onestage import fit_ml_deviance, fit_reml, sufficient_stats
+from analysis.models.pertrial import per_trial_logistic
+from analysis.settings import (
+    AGHQ_NODES,
+    BINARY_COVARIATES,
+    COMPARISONS,
+    COVARIATES,
+    WINDOWS,
+)
+
+__all__ = ["MODIFIER_COLUMNS", "availability_matrix", "modifier_sample", "fit_modifier", "modifier_estimates",
+           "rcs_nonlinear_term"]
+
+CONTINUOUS_COVARIATES = tuple(c for c in COVARIATES if c not in BINARY_COVARIATES)
+MODIFIER_COLUMNS = RESULT_COLUMNS + [
+    "p_adjusted", "trials_within", "two_stage_estimate", "two_stage_se", "two_stage_disagrees", "nonlinearity_p",
+]
+
+
+def availability_matrix(participants: pd.DataFrame) -> pd.DataFrame:
+    """Trial x covariate: measured, partly missing or not measured, with the share missing."""
+    rows = []
+    for tid, d in participants.groupby("trial_id"):
+        for cov in COVARIATES:
+            share = float(d[cov].isna().mean())
+            status = "not measured" if share == 1 else "partly missing" if share > 0 else "measured"
+            rows.append({"trial_id": tid, "covariate": cov, "status": status, "share_missing": share, "n": len(d)})
+    return pd.DataFrame(rows)
+
+
+def modifier_sample(participants, outcomes, comparison, outcome, window, covariate, frame=None) -> pd.DataFrame:
+    """Complete cases on outcome, baseline(s) and covariate, with trial mean and centred value.
+    ``frame`` is the window's joined data when the caller already has it."""
+    if frame is None:
+        frame = window_frame(participants, outcomes, window)
+    d = sample_from_frame(frame, comparison, outcome, covariate=covariate)
+    xbar = d.groupby("trial_id")[covariate].transform("mean")
+    return d.assign(xbar=xbar, xc=d[covariate] - xbar)
+
+
+def rcs_nonlinear_term(x, knots):
+    """The non-linear basis term of a restricted cubic spline with three knots (Harrell,
+    Regression Modeling Strategies, 2.4.5), scaled by (t3 - t1)^2. Written by hand: patsy's
+    cr() uses another parametrisation whose linear part is not x itself."""
+    t1, t2, t3 = knots
+    pos = lambda u: np.maximum(u, 0.0) ** 3  # noqa: E731
+    return (pos(x - t1) - pos(x - t2) * (t3 - t1) / (t3 - t2) + pos(x - t3) * (t2 - t1) / (t3 - t2)) / (t3 - t1) ** 2
+
+
+def continuous_design(d, outcome, covariate, spline=None):
+    ex = d.exercise.to_numpy(float)
+    xc, xbar = d.xc.to_numpy(float), d.xbar.to_numpy(float)
+    z = [d[BASELINE[outcome]].to_numpy(float), xc]
+    x = [ex, ex * xc, ex * xbar]
+    terms = ["exercise", f"exercise:{covariate}", f"exercise:{covariate}:across"]
+    if spline is not None:
+        z.append(spline)
+        x.insert(2, ex * spline)
+        terms.insert(2, f"exercise:{covariate}:nonlinear")
+    return sufficient_stats(d.trial_id.to_numpy(), d[outcome].to_numpy(float), np.column_stack(x),
+                            np.column_stack(z), terms=terms)
+
+
+def _within_two_stage(st):
+    """Per-trial OLS of the within-trial interaction (exercise, exercise x xc after the
+    trial's own terms), pooled by REML: the 'deft' approach of Fisher et al. (2017)."""
+    est, var = [], []
+    for i in range(st.k):
+        c = st.cross[i]
+        s = c[np.ix_([0, 1], [0, 1])]
+        sy = c[[0, 1], -1]
+        df = st.resid_df[i] - 2
+        if df <= 0 or np.linalg.cond(s) > 1e10 or s[1, 1] <= 1e-10:
+            continue
+        inv = np.linalg.inv(s)
+        b = inv @ sy
+        sigma2 = (c[-1, -1] - sy @ b) / df
+        est.append(b[1])
+        var.append(sigma2 * inv[1, 1])
+    if len(est) < 2:
+        return np.nan, np.nan
+    r = pool(est, var, method="REML")
+    return r.estimate, r.se
+
+
+def _logistic_two_stage(d, covariate):
+    """Per-trial logistic regressions of recovery on the centred covariate, exercise, their
+    product and the other baselines, pooled by REML. Trials with fewer than 10
+    participants, without variation in the covariate or set aside under separation (no
+    finite estimate, or SE >= 10) contribute nothing."""
+    xc_varies = d.groupby("trial_id").xc.transform("var").to_numpy() > 1e-12
+    d = d[usable_trials(d, "recovered", min_n=10) & xc_varies]
+    if d.trial_id.nunique() < 2:
+        return np.nan, np.nan
+    ex, xc = d.exercise.to_numpy(float), d.xc.to_numpy(float)
+    cols = [np.ones(len(d)), xc, ex, ex * xc] + [
+        d[c].to_numpy(float) for c in ("pain_bl", "function_bl") if c != covariate
+    ]
+    r = per_trial_logistic(d.trial_id.to_numpy(), d.recovered.to_numpy(float), np.column_stack(cols))
+    keep = r.ok & (r.se[:, 3] < 10)
+    if keep.sum() < 2:
+        return np.nan, np.nan
+    pooled = pool(r.coef[keep, 3], r.se[keep, 3] ** 2, method="REML")
+    return pooled.estimate, pooled.se
+
+
+def _row(comparison, outcome, window, term, scale, summary, method, note, extra):
+    row = result_row("modifier", comparison, outcome, window, term, scale, summary, method, note)
+    row.update(extra)
+    return row
+
+
+def _coef_summary(est, se, df, k, n, converged):
+    crit = stats.t.ppf(0.975, df) if np.isfinite(df) else stats.norm.ppf(0.975)
+    tstat = est / se if se > 0 else np.nan
+    p = 2 * (stats.t.sf(abs(tstat), df) if np.isfinite(df) else stats.norm.sf(abs(tstat)))
+    return dict(estimate=est, se=se, ci_low=est - crit * se, ci_high=est + crit * se, df=df, p=float(p),
+                n_trials=k, n_participants=n, converged=converged)
+
+
+def trials_varying(d: pd.DataFrame) -> pd.Series:
+    """Per trial: does the centred covariate vary within both arms (within-trial information)?
+    Needs more than three participants and a variance above 1e-12 in each arm."""
+    if d.empty:
+        return pd.Series(dtype=bool)
+    by_arm = d.groupby(["trial_id", "exercise"]).xc.var().unstack()
+    arm_varies = (by_arm.reindex(columns=[0, 1]) > 1e-12).all(axis=1)
+    size = d.groupby("trial_id").size()
+    return (arm_varies.reindex(size.index, fill_value=False) & (size > 3)).astype(bool)
+
+
+def _empty_extra(trials_within):
+    return {"trials_within": trials_within, "p_adjusted": np.nan, "two_stage_estimate": np.nan,
+            "two_stage_se": np.nan, "two_stage_disagrees": np.nan, "nonlinearity_p": np.nan}
+
+
+def _method(outcome):
+    return (f"one-stage mixed logistic, ML, AGHQ {AGHQ_NODES} nodes, within-trial interaction" if outcome == "recovered"
+            else "one-stage LMM, REML, Satterthwaite t, within-trial interaction")
+
+
+def not_estimable_rows(comparison, outcome, window, covariate, k, n, varies: pd.Series):
+    trials_within = int(varies.sum())
+    ids = ", ".join(varies.index[varies]) if trials_within else "none"
+    note = (f"not estimable: the covariate varies within both arms in {trials_within} trial(s) "
+            f"({ids}); a within-trial interaction needs at least two")
+    scale = "log_or" if outcome == "recovered" else "md"
+    empty = dict(n_trials=k, n_participants=n, converged=False)
+    return [_row(comparison, outcome, window, f"exercise:{covariate}", scale, empty, _method(outcome), note,
+                 _empty_extra(trials_within)),
+            _row(comparison, outcome, window, f"exercise:{covariate}:across", scale, empty, _method(outcome), note,
+                 _empty_extra(trials_within))]
+
+
+def interaction_rows(comparison, outcome, window, covariate, k, n, trials_within, within, across, converged,
+                     note, tau2, two_stage, nonlinearity_p=np.nan):
+    """The within-trial and across-trial rows, from (estimate, se, df) of each term."""
+    scale = "log_or" if outcome == "recovered" else "md"
+    extra = _empty_extra(trials_within)
+    extra["nonlinearity_p"] = nonlinearity_p
+    extra["two_stage_estimate"], extra["two_stage_se"] = two_stage
+    if np.isfinite(two_stage[0]):
+        extra["two_stage_disagrees"] = bool(abs(two_stage[0] - within[0]) > max(within[1], two_stage[1]))
+    summary_w = dict(_coef_summary(*within, k, n, converged), tau2=tau2)
+    rows = [_row(comparison, outcome, window, f"exercise:{covariate}", scale, summary_w, _method(outcome), note, extra)]
+    across_extra = dict(extra, two_stage_estimate=np.nan, two_stage_se=np.nan, two_stage_disagrees=np.nan,
+                        nonlinearity_p=np.nan)
+    if k >= 3:
+        summary_a = dict(_coef_summary(*across, k, n, converged), tau2=tau2)
+        rows.append(
+            _row(
+                comparison,
+                outcome,
+                window,
+                f"exercise:{covariate}:across",
+                scale,
+                summary_a,
+                _method(outcome),
+                "across-trial (ecological) association: not a modifier estimate",
+                across_extra,
+            )
+        )
+    else:
+        rows.append(_row(comparison, outcome, window, f"exercise:{covariate}:across", scale,
+                         dict(n_trials=k, n_participants=n, converged=False), _method(outcome),
+                         "not estimable: fewer than three trials", across_extra))
+    return rows
+
+
+def continuous_interaction(st):
+    """REML fit of the within/across interaction model and its two-stage check, from the
+    per-trial statistics alone (so it can run on exported summaries)."""
+    fit = fit_reml(st)
+    se = np.sqrt(np.diag(fit.cov))
+    within = (fit.coef[1], se[1], fit.df[1])
+    across = (fit.coef[2], se[2], fit.df[2])
+    return fit, within, across, _within_two_stage(st)
+
+
+def fit_modifier(participants, outcomes, comparison, outcome, window, covariate, frame=None):
+    """Within- and across-trial interaction rows for one covariate, and figure data."""
+    d = modifier_sample(participants, outcomes, comparison, outcome, window, covariate, frame=frame)
+    k, n = d.trial_id.nunique(), len(d)
+    scale = "log_or" if outcome == "recovered" else "md"
+    varies = trials_varying(d)
+    trials_within = int(varies.sum())
+    if trials_within < 2:
+        return not_estimable_rows(comparison, outcome, window, covariate, k, n, varies), None
+    nonlinearity_p = np.nan
+    if outcome == "recovered":
+        common = [c for c in ("pain_bl", "function_bl") if c != covariate]
+        ex = d.exercise.to_numpy(float)
+        x = np.column_stack([d[common].to_numpy(float), ex * d.xc, ex * d.xbar])
+        fit = fit_mixed_logistic(d.trial_id.to_numpy(), d.recovered.to_numpy(float), x, ex,
+                                 z=d[["xc"]].to_numpy(float), n_nodes=AGHQ_NODES)
+        j = len(common)
+        coef = np.r_[fit.beta, fit.theta]
+        cov = fit.cov_common
+        with np.errstate(invalid="ignore"):
+            within = (coef[j], np.sqrt(cov[j, j]), np.inf)
+            across = (coef[j + 1], np.sqrt(cov[j + 1, j + 1]), np.inf)
+        ts = _logistic_two_stage(d, covariate)
+        # the effect curve: _Data centres the common columns globally, so theta is re-centred
+        idx = [len(coef) - 1, j, j + 1]
+        centre = np.array([0, ex @ d.xc / len(ex), ex @ d.xbar / len(ex)])
+        curve_coef, curve_cov, curve_df = coef[idx], cov[np.ix_(idx, idx)], np.inf
+        curve_offset = -curve_coef[1:] @ centre[1:]
+    else:
+        fit, within, across, ts = continuous_interaction(continuous_design(d, outcome, covariate))
+        curve_coef, curve_cov, curve_df, curve_offset = fit.coef, fit.cov, fit.df[0], 0.0
+        if covariate in CONTINUOUS_COVARIATES and trials_within >= 3:
+            knots = np.percentile(d.xc, [10, 50, 90])
+            if np.all(np.diff(knots) > 0):
+                spline = rcs_nonlinear_term(d.xc.to_numpy(float), knots)
+                # both models carry the spline's main effect in each trial's own terms, so
+                # they differ only by the exercise x spline term: an ML likelihood-ratio test
+                dev_lin = fit_ml_deviance(_with_extra_z(d, outcome, covariate, spline))
+                dev_nl = fit_ml_deviance(continuous_design(d, outcome, covariate, spline))
+                nonlinearity_p = float(stats.chi2.sf(max(dev_lin - dev_nl, 0.0), 1))
+    rows = interaction_rows(comparison, outcome, window, covariate, k, n, trials_within, within, across,
+                            fit.converged, fit.message, fit.tau2, ts, nonlinearity_p)
+    curve = _effect_curve(d, covariate, curve_coef[:3], curve_cov[:3, :3], curve_df, curve_offset)
+    curve = curve.assign(comparison=comparison, outcome=outcome, window=window, covariate=covariate, scale=scale)
+    return rows, curve
+
+
+def _with_extra_z(d, outcome, covariate, spline):
+    """The linear-interaction model with the spline's main effect in each trial's terms."""
+    ex = d.exercise.to_numpy(float)
+    z = np.column_stack([d[BASELINE[outcome]].to_numpy(float), d.xc, spline])
+    x = np.column_stack([ex, ex * d.xc, ex * d.xbar])
+    return sufficient_stats(d.trial_id.to_numpy(), d[outcome].to_numpy(float), x, z,
+                            terms=["exercise", f"exercise:{covariate}", f"exercise:{covariate}:across"])
+
+
+def _effect_curve(d, covariate, coef, cov, df, offset):
+    """Predicted exercise effect across the covariate (continuous) or per level (binary),
+    for a participant of a trial whose covariate mean is the overall mean."""
+    xbar = float(d[covariate].mean())
+    if covariate in BINARY_COVARIATES:
+        grid = np.array([0.0, 1.0])
+    else:
+        grid = np.linspace(*np.percentile(d[covariate], [5, 95]), 25)
+    a = np.column_stack([np.ones_like(grid), grid - xbar, np.full_like(grid, xbar)])
+    est = a @ coef + offset
+    se = np.sqrt(np.einsum("ij,jk,ik->i", a, cov, a))
+    crit = stats.t.ppf(0.975, df) if np.isfinite(df) else stats.norm.ppf(0.975)
+    return pd.DataFrame(
+        {"value": grid, "estimate": est, "se": se, "ci_low": est - crit * se, "ci_high": est + crit * se}
+    )
+
+
+def holm_by_family(table: pd.DataFrame) -> pd.DataFrame:
+    """Holm-adjusted p-values of the within-trial interactions, per comparison, outcome and window."""
+    table = table.copy()
+    within = ~table.term.str.endswith(":across") & table.p.notna()
+    for _, idx in table[within].groupby(["comparison", "outcome", "window"]).groups.items():
+        table.loc[idx, "p_adjusted"] = multipletests(table.loc[idx, "p"], method="holm")[1]
+    return table
+
+
+def modifier_estimates(participants, outcomes, windows=None, outcomes_list=("pain", "function", "recovered"),
+                       progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every prespecified interaction, with Holm-adjusted p-values within each comparison,
+    outcome and window (the family of the ten prespecified covariates)."""
+    windows = windows or [w.name for w in WINDOWS]
+    rows, curves = [], []
+    frames = {w: window_frame(participants, outcomes, w) for w in windows}
+    for comparison in COMPARISONS:
+        for outcome in outcomes_list:
+            for window in windows:
+                for covariate in COVARIATES:
+                    r, c = fit_modifier(
+                        participants, outcomes, comparison, outcome, window, covariate, frame=frames[window]
+                    )
+                    rows.extend(r)
+                    if c is not None:
+                        curves.append(c)
+                    if progress:
+                        progress()
+    table = holm_by_family(pd.DataFrame(rows, columns=MODIFIER_COLUMNS))
+    return table, (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame())

@@ -1,0 +1,177 @@
+"""Overall exercise effects: one-stage models per comparison, outcome and window, and the
+per-trial (first-stage) estimates used by the two-stage cross-check and forest plots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.analyses.samples import BASELINE, sample_from_frame, window_frame
+from analysis.models.glmm import fit_mixed_logistic
+from analysis.models.meta import pool
+from analysis.models.onestage import TrialStats, fit_reml, sufficient_stats
+from analysis.models.pertrial import per_trial_logistic
+from analysis.settings import AGHQ_NODES, COMPARISONS, WINDOWS
+
+__all__ = ["continuous_stats", "fit_continuous", "fit_recovery", "per_trial_effects", "two_stage",
+           "RESULT_COLUMNS", "result_row", "empty_row", "continuous_method", "overall_one", "overall_rows",
+           "overall_estimates", "trial_effects", "ALL_OVERALL"]
+
+RESULT_COLUMNS = [
+    "analysis", "comparison", "outcome", "window", "term", "scale", "estimate", "se", "ci_low", "ci_high",
+    "df", "p", "tau2", "pi_low", "pi_high", "n_trials", "n_participants", "method", "converged", "note",
+]
+
+
+def result_row(analysis, comparison, outcome, window, term, scale, summary: dict, method, note="") -> dict:
+    row = {"analysis": analysis, "comparison": comparison, "outcome": outcome, "window": window,
+           "term": term, "scale": scale, "method": method, "note": note}
+    for key in ("estimate", "se", "ci_low", "ci_high", "df", "p", "tau2", "pi_low", "pi_high",
+                "n_trials", "n_participants", "converged"):
+        row[key] = summary.get(key, np.nan)
+    return row
+
+
+def empty_row(analysis, comparison, outcome, window, term, scale, method, note, n_trials=0, n_participants=0):
+    """A row for an analysis that could not be estimated, saying why."""
+    return result_row(analysis, comparison, outcome, window, term, scale,
+                      {"n_trials": n_trials, "n_participants": n_participants, "converged": False}, method, note)
+
+
+def continuous_stats(sample: pd.DataFrame, outcome: str) -> TrialStats:
+    """Per-trial statistics of the ANCOVA one-stage model (baseline slope per trial)."""
+    return sufficient_stats(sample.trial_id.to_numpy(), sample[outcome].to_numpy(float),
+                            sample[["exercise"]].to_numpy(float), sample[[BASELINE[outcome]]].to_numpy(float),
+                            terms=["exercise"])
+
+
+def fit_continuous(sample, outcome, inference="satterthwaite", residual="common", random_effect=True):
+    st = continuous_stats(sample, outcome)
+    return fit_reml(st, inference=inference, residual=residual, random_effect=random_effect)
+
+
+def continuous_method(inference="satterthwaite", residual="common", random_effect=True) -> str:
+    parts = ["one-stage LMM, REML"]
+    parts.append("random exercise effect" if random_effect else "common effect")
+    if residual == "trial":
+        parts.append("trial-specific residual variances")
+    parts.append("Satterthwaite t" if inference == "satterthwaite" else "z (normal)")
+    return ", ".join(parts)
+
+
+def fit_recovery(sample, n_nodes=AGHQ_NODES, random_effect=True):
+    return fit_mixed_logistic(sample.trial_id.to_numpy(), sample.recovered.to_numpy(float),
+                              sample[["pain_bl", "function_bl"]].to_numpy(float), sample.exercise.to_numpy(float),
+                              n_nodes=n_nodes, random_effect=random_effect)
+
+
+def usable_trials(sample, outcome, min_n) -> np.ndarray:
+    """Row mask: the participant's trial has both arms, both outcome values and at least
+    ``min_n`` participants (what a per-trial logistic regression needs)."""
+    g = sample.groupby("trial_id")
+    ok = ((g.exercise.transform("nunique") == 2) & (g[outcome].transform("nunique") == 2)
+          & (g[outcome].transform("size") >= min_n))
+    return ok.to_numpy()
+
+
+def per_trial_effects(sample, outcome) -> pd.DataFrame:
+    """First-stage estimates: each trial's ANCOVA (y ~ baseline + exercise) exercise effect.
+
+    Continuous outcomes come from the per-trial statistics (the same numbers an OLS fit
+    gives: tested against statsmodels and lm() in tests/test_overall.py). Recovery uses a
+    per-trial logistic regression (the GLM's fit, all trials at once: analysis.pertrial).
+    Trials without both arms or without residual degrees of freedom are skipped, and so are
+    recovery estimates under separation.
+    """
+    rows = []
+    if outcome == "recovered":
+        # trials with both arms, both outcome values and at least 6 participants; a trial's
+        # estimate is set aside under separation (no finite estimate, or SE > 20)
+        usable = sample[usable_trials(sample, "recovered", min_n=6)]
+        if usable.empty:
+            return pd.DataFrame(rows, columns=["trial_id", "estimate", "variance", "n"])
+        x = np.column_stack([np.ones(len(usable)), usable.pain_bl, usable.function_bl, usable.exercise])
+        r = per_trial_logistic(usable.trial_id.to_numpy(), usable.recovered.to_numpy(float), x)
+        keep = r.ok & (r.se[:, 3] <= 20)
+        return pd.DataFrame({"trial_id": r.labels[keep], "estimate": r.coef[keep, 3], "variance": r.se[keep, 3] ** 2,
+                             "n": r.n[keep]})
+    st = continuous_stats(sample, outcome)
+    for i, tid in enumerate(st.trial_ids):
+        c = st.cross[i]
+        stt, sty, syy = c[0, 0], c[0, 1], c[1, 1]
+        df = st.resid_df[i] - 1
+        if stt <= 1e-12 or df <= 0:
+            continue
+        est = sty / stt
+        sigma2 = (syy - sty**2 / stt) / df
+        rows.append((tid, est, sigma2 / stt, int(st.n[i])))
+    return pd.DataFrame(rows, columns=["trial_id", "estimate", "variance", "n"])
+
+
+def two_stage(effects: pd.DataFrame, method="REML", hartung_knapp=True):
+    """Second stage: random-effects pooling of the per-trial estimates."""
+    return pool(effects.estimate.to_numpy(), effects.variance.to_numpy(), method=method, hartung_knapp=hartung_knapp)
+
+
+def overall_one(participants, outcomes, comparison, outcome, window, analysis="overall",
+                inference="satterthwaite", residual="common", random_effect=True, frame=None) -> dict:
+    """One overall analysis as a results row (never raises for too little data: it says so).
+    ``frame`` is the window's joined data when the caller already has it."""
+    if frame is None:
+        frame = window_frame(participants, outcomes, window)
+    sample = sample_from_frame(frame, comparison, outcome)
+    k, n = sample.trial_id.nunique(), len(sample)
+    if outcome == "recovered":
+        method = f"one-stage mixed logistic, ML, AGHQ {AGHQ_NODES} nodes" + ("" if random_effect else ", common effect")
+        if k == 0 or sample.recovered.nunique() < 2 or sample.exercise.nunique() < 2:
+            return empty_row(analysis, comparison, outcome, window, "exercise", "log_or", method,
+                             "not estimable: no trials, no events or one arm only at this window", k, n)
+        fit = fit_recovery(sample, n_nodes=AGHQ_NODES, random_effect=random_effect)
+        s = fit.summary()
+        s.update(n_trials=k, n_participants=n)
+        return result_row(analysis, comparison, outcome, window, "exercise", "log_or", s, method, fit.message)
+    method = continuous_method(inference, residual, random_effect)
+    if k == 0 or sample.exercise.nunique() < 2:
+        return empty_row(analysis, comparison, outcome, window, "exercise", "md", method,
+                         "not estimable: no trials with both arms at this window", k, n)
+    fit = fit_continuous(sample, outcome, inference=inference, residual=residual, random_effect=random_effect)
+    return result_row(analysis, comparison, outcome, window, "exercise", "md", fit.summary(), method, fit.message)
+
+
+ALL_OVERALL = [(c, o, w.name) for c in COMPARISONS for o in ("pain", "function", "recovered") for w in WINDOWS]
+
+
+def overall_rows(participants, outcomes, combinations, progress=None, **options) -> list[dict]:
+    """overall_one for each (comparison, outcome, window), returned in the given order. The
+    fits run window by window, so each window's data are joined once and only one joined
+    window is held at a time (at a million participants a join takes seconds and memory)."""
+    rows = {}
+    for window in dict.fromkeys(w for _, _, w in combinations):
+        frame = window_frame(participants, outcomes, window)
+        for comparison, outcome, w in combinations:
+            if w == window:
+                rows[comparison, outcome, w] = overall_one(participants, outcomes, comparison, outcome, w,
+                                                           frame=frame, **options)
+                if progress:
+                    progress()
+    return [rows[key] for key in combinations]
+
+
+def trial_effects(participants, outcomes, combinations=None) -> pd.DataFrame:
+    """The first-stage estimate of every trial in every overall analysis (forest plots and
+    the two-stage sensitivity analyses), one joined window at a time."""
+    combinations = ALL_OVERALL if combinations is None else combinations
+    frames = []
+    for window in dict.fromkeys(w for _, _, w in combinations):
+        frame = window_frame(participants, outcomes, window)
+        for comparison, outcome, w in combinations:
+            if w == window:
+                eff = per_trial_effects(sample_from_frame(frame, comparison, outcome), outcome)
+                frames.append(eff.assign(comparison=comparison, outcome=outcome, window=w))
+    columns = ["comparison", "outcome", "window", "trial_id", "estimate", "variance", "n"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def overall_estimates(participants, outcomes, progress=None) -> pd.DataFrame:
+    """Every overall analysis: three comparisons x three outcomes x three windows."""
+    return pd.DataFrame(overall_rows(participants, outcomes, ALL_OVERALL, progress=progress), columns=RESULT_COLUMNS)

@@ -1,0 +1,55 @@
+"""Analysis samples as CONTRACT.md defines them.
+
+A comparison uses the trials with at least one exercise arm and at least one arm of that
+comparison, and the participants of those arms only (``any_non_exercise``: every
+non-exercise arm). Continuous outcomes: complete cases on the outcome at the window and on
+the same outcome's baseline. Recovery: complete cases on recovered, pain_bl, function_bl.
+Modifiers: additionally complete on the covariate.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.settings import COMPARISONS
+
+__all__ = ["comparison_participants", "outcome_sample", "window_frame", "sample_from_frame", "BASELINE"]
+
+BASELINE = {"pain": "pain_bl", "function": "function_bl"}
+
+
+def comparison_participants(participants: pd.DataFrame, comparison: str) -> pd.DataFrame:
+    """Participants of the eligible trials' exercise and comparison arms."""
+    if comparison not in COMPARISONS:
+        raise ValueError(f"unknown comparison {comparison!r}; expected one of {COMPARISONS}")
+    if comparison == "any_non_exercise":
+        in_comparison = participants.comparison != "exercise"
+    else:
+        in_comparison = participants.comparison == comparison
+    arms = participants.assign(_ex=participants.exercise == 1, _cmp=in_comparison)
+    per_trial = arms.groupby("trial_id")[["_ex", "_cmp"]].any()
+    eligible = per_trial.index[per_trial._ex & per_trial._cmp]
+    keep = participants.trial_id.isin(eligible) & ((participants.exercise == 1) | in_comparison)
+    return participants[keep]
+
+
+def window_frame(participants, outcomes, window) -> pd.DataFrame:
+    """Participants joined with their outcomes at one window (one merge, reused by every
+    comparison and outcome at that window)."""
+    o = outcomes[outcomes.window == window][["trial_id", "participant_id", "pain", "function", "recovered"]]
+    return participants.merge(o, on=["trial_id", "participant_id"], how="inner", validate="one_to_one")
+
+
+def sample_from_frame(frame, comparison, outcome, covariate=None) -> pd.DataFrame:
+    """Complete-case sample for one analysis from a window frame, sorted by trial and participant."""
+    d = comparison_participants(frame, comparison)
+    needed = [outcome] + (["pain_bl", "function_bl"] if outcome == "recovered" else [BASELINE[outcome]])
+    if covariate is not None and covariate not in needed:
+        needed.append(covariate)
+    d = d.dropna(subset=needed)
+    return d.sort_values(["trial_id", "participant_id"], kind="stable").reset_index(drop=True)
+
+
+def outcome_sample(participants, outcomes, comparison, outcome, window, covariate=None) -> pd.DataFrame:
+    """Complete-case sample for one analysis, sorted by trial and participant."""
+    return sample_from_frame(window_frame(participants, outcomes, window), comparison, outcome, covariate)

@@ -1,0 +1,213 @@
+"""Sensitivity analyses: do the conclusions survive other reasonable choices?
+
+Each analysis writes rows with the columns of estimates.csv and a distinct ``analysis``
+name: two_stage_<reml|dl|pm>, common_effect, trial_residual_variances, leave_out:<trial>,
+low_risk_of_bias, window_average, recovery_improvement, multiple_imputation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.analyses.modifiers import continuous_design
+from analysis.analyses.overall import (
+    ALL_OVERALL,
+    RESULT_COLUMNS,
+    continuous_method,
+    continuous_stats,
+    empty_row,
+    overall_rows,
+    result_row,
+    trial_effects,
+)
+from analysis.analyses.samples import comparison_participants, outcome_sample
+from analysis.models.imputation import impute_once, rubin
+from analysis.models.meta import pool
+from analysis.models.onestage import fit_reml
+from analysis.settings import (
+    BINARY_COVARIATES,
+    COMPARISONS,
+    COVARIATES,
+    PLAUSIBLE,
+    RECOVERY_IMPROVEMENT,
+    RECOVERY_THRESHOLD,
+    WINDOWS,
+)
+
+__all__ = ["SENSITIVITY_COLUMNS", "sensitivity_estimates", "two_stage_rows", "leave_one_out", "influence_summary",
+           "window_average_outcomes", "improvement_recovery", "multiple_imputation", "PRIMARY"]
+
+SENSITIVITY_COLUMNS = RESULT_COLUMNS + ["fmi"]
+# imputed values are kept inside the plausible ranges (covariates) and the 0-100 scales (outcomes)
+IMPUTED_RANGES = {**PLAUSIBLE, "pain": (0.0, 100.0), "function": (0.0, 100.0)}
+PRIMARY = [(c, o, "short") for c in ("none_usual_care", "other_conservative") for o in ("pain", "function")]
+
+
+def two_stage_rows(effects: pd.DataFrame, methods=("REML", "DL", "PM")) -> list[dict]:
+    """The per-trial estimates of each overall analysis (``trial_effects``) pooled with each
+    tau^2 estimator and Hartung-Knapp CIs."""
+    if isinstance(methods, str):
+        methods = (methods,)
+    by_analysis = dict(tuple(effects.groupby(["comparison", "outcome", "window"], sort=False)))
+    empty = effects.iloc[:0]
+    rows = []
+    for window in WINDOWS:
+        for comparison in COMPARISONS:
+            for outcome in ("pain", "function", "recovered"):
+                eff = by_analysis.get((comparison, outcome, window.name), empty)
+                scale = "log_or" if outcome == "recovered" else "md"
+                for method in methods:
+                    name = f"two_stage_{method.lower()}"
+                    label = f"two-stage, {method} tau², Hartung-Knapp t(k-1)"
+                    if len(eff) < 2:
+                        rows.append(result_row(name, comparison, outcome, window.name, "exercise", scale,
+                                               {"n_trials": len(eff), "n_participants": int(eff.n.sum()),
+                                                "converged": False},
+                                               label, "not estimable: fewer than two trials with a per-trial estimate"))
+                        continue
+                    r = pool(eff.estimate, eff.variance, method=method, hartung_knapp=True)
+                    summary = dict(r.as_dict(), n_trials=len(eff), n_participants=int(eff.n.sum()), converged=True)
+                    rows.append(result_row(name, comparison, outcome, window.name, "exercise", scale, summary, label,
+                                           f"I² {r.i2:.1f}%, Q {r.q:.1f}"))
+    return rows
+
+
+def leave_one_out(participants, outcomes) -> list[dict]:
+    """Each primary result refitted without one trial at a time. Removing a trial removes its
+    per-trial statistics and nothing else, so each refit uses the statistics of the others
+    (the same numbers as rebuilding the sample without that trial, at a fraction of the cost)."""
+    rows = []
+    for comparison, outcome, window in PRIMARY:
+        st = continuous_stats(outcome_sample(participants, outcomes, comparison, outcome, window), outcome)
+        for i, trial in enumerate(st.trial_ids):
+            fit = fit_reml(st.subset(np.arange(st.k) != i))
+            rows.append(result_row(f"leave_out:{trial}", comparison, outcome, window, "exercise", "md", fit.summary(),
+                                   continuous_method(), fit.message))
+    return rows
+
+
+def influence_summary(sensitivity: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
+    """Per primary result: the trial whose removal moves the estimate most, and tau^2 most."""
+    loo = sensitivity[sensitivity.analysis.str.startswith("leave_out:")]
+    rows = []
+    for (c, o, w), g in loo.groupby(["comparison", "outcome", "window"]):
+        p = estimates[(estimates.comparison == c) & (estimates.outcome == o) & (estimates.window == w)].iloc[0]
+        d_est = (g.estimate - p.estimate).abs()
+        d_tau = (g.tau2 - p.tau2).abs()
+        i, j = d_est.idxmax(), d_tau.idxmax()
+        rows.append({"comparison": c, "outcome": o, "window": w,
+                     "largest_estimate_change_trial": g.analysis[i].split(":")[1],
+                     "largest_estimate_change": float(g.estimate[i] - p.estimate),
+                     "largest_tau2_change_trial": g.analysis[j].split(":")[1],
+                     "largest_tau2_change": float(g.tau2[j] - p.tau2),
+                     "all_within_primary_ci": bool(((g.estimate >= p.ci_low) & (g.estimate <= p.ci_high)).all())})
+    return pd.DataFrame(rows)
+
+
+def window_average_outcomes(visits: pd.DataFrame, threshold=RECOVERY_THRESHOLD) -> pd.DataFrame:
+    """Alternative window definition: the mean of every follow-up inside the window."""
+    g = visits.groupby(["trial_id", "participant_id", "window"], sort=False)
+    out = g[["pain", "function"]].mean().reset_index()
+    out["months"] = g.months.mean().to_numpy()
+    rec = ((out.pain <= threshold) & (out.function <= threshold)).astype(float)
+    out["recovered"] = rec.where(out.pain.notna() & out.function.notna())
+    return out
+
+
+def improvement_recovery(participants, outcomes, share=RECOVERY_IMPROVEMENT) -> pd.DataFrame:
+    """Alternative recovery: at least ``share`` improvement from baseline in pain and function."""
+    o = outcomes.merge(participants[["trial_id", "participant_id", "pain_bl", "function_bl"]],
+                       on=["trial_id", "participant_id"], how="left")
+    ok = o.pain.notna() & o.function.notna() & (o.pain_bl > 0) & (o.function_bl > 0)
+    rec = ((o.pain <= (1 - share) * o.pain_bl) & (o.function <= (1 - share) * o.function_bl)).astype(float)
+    return outcomes.assign(recovered=rec.where(ok).to_numpy())
+
+
+def _mi_sample(participants, outcomes, comparison, window="short"):
+    """All participants of the comparison's trials that followed up in the window,
+    with outcomes left missing where not observed (to be imputed)."""
+    p = comparison_participants(participants, comparison)
+    o = outcomes[outcomes.window == window][["trial_id", "participant_id", "pain", "function"]]
+    trials = set(o.trial_id)
+    d = p[p.trial_id.isin(trials)].merge(o, on=["trial_id", "participant_id"], how="left")
+    return d.sort_values(["trial_id", "participant_id"], kind="stable").reset_index(drop=True)
+
+
+def multiple_imputation(participants, outcomes, m=20, seed=2020, comparisons=("none_usual_care", "other_conservative"),
+                        covariates=COVARIATES, window="short") -> list[dict]:
+    """Overall effects and within-trial interactions at short term, pooled over m
+    imputations with Rubin's rules (Barnard-Rubin df, fraction of missing information)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    method = (f"one-stage LMM, REML, {m} imputations (chained equations within trials), Rubin's rules, "
+              "Barnard-Rubin df")
+    for comparison in comparisons:
+        base = _mi_sample(participants, outcomes, comparison, window)
+        measured = [c for c in covariates if base[c].notna().any()]
+        collected: dict = {}
+        for _ in range(m):
+            d = impute_once(base, measured, rng=rng, binary=BINARY_COVARIATES, ranges=IMPUTED_RANGES)
+            for outcome in ("pain", "function"):
+                f = fit_reml(continuous_stats(d, outcome))
+                collected.setdefault((outcome, "exercise"), []).append(
+                    (f.coef[0], f.cov[0, 0], f.df[0], f.tau2, f.n_trials, f.n_participants)
+                )
+                for cov in measured:
+                    xbar = d.groupby("trial_id")[cov].transform("mean")
+                    dd = d.assign(xbar=xbar, xc=d[cov] - xbar)
+                    fm = fit_reml(continuous_design(dd, outcome, cov))
+                    collected.setdefault((outcome, f"exercise:{cov}"), []).append(
+                        (fm.coef[1], fm.cov[1, 1], fm.df[1], fm.tau2, fm.n_trials, fm.n_participants))
+        for (outcome, term), vals in collected.items():
+            v = np.array(vals)
+            pooled = rubin(v[:, 0], v[:, 1], df_complete=float(np.mean(v[:, 2])))
+            crit = stats.t.ppf(0.975, pooled["df"])
+            est, se = pooled["estimate"], pooled["se"]
+            s = dict(estimate=est, se=se, ci_low=est - crit * se, ci_high=est + crit * se, df=pooled["df"],
+                     p=float(2 * stats.t.sf(abs(est / se), pooled["df"])), tau2=float(np.mean(v[:, 3])),
+                     n_trials=int(v[0, 4]), n_participants=int(v[0, 5]), converged=True)
+            row = result_row("multiple_imputation", comparison, outcome, window, term, "md", s, method,
+                             f"fraction of missing information {pooled['fmi']:.2f}")
+            row["fmi"] = pooled["fmi"]
+            rows.append(row)
+        for outcome in ("pain", "function"):
+            for cov in covariates:
+                if cov not in measured:
+                    rows.append(empty_row("multiple_imputation", comparison, outcome, window, f"exercise:{cov}", "md",
+                                          method, f"not estimable: no trial of this comparison measured {cov}, "
+                                          "so there is nothing to impute it from", n_participants=len(base)))
+    return rows
+
+
+def sensitivity_estimates(participants, outcomes, visits, trials, m=20, seed=2020, progress=None,
+                          effects=None) -> pd.DataFrame:
+    """Every sensitivity analysis; ``effects``: the per-trial estimates (``trial_effects``) when
+    the caller already has them."""
+    rows = []
+    if effects is None:
+        effects = trial_effects(participants, outcomes)
+
+    def step(new):
+        rows.extend(new)
+        if progress:
+            progress()
+
+    step(two_stage_rows(effects))
+    step(overall_rows(participants, outcomes, ALL_OVERALL, analysis="common_effect", random_effect=False))
+    step(overall_rows(participants, outcomes, [r for r in ALL_OVERALL if r[1] != "recovered"],
+                      analysis="trial_residual_variances", residual="trial"))
+    step(leave_one_out(participants, outcomes))
+    low = set(trials.loc[trials.risk_of_bias == "low", "trial_id"])
+    step(overall_rows(participants[participants.trial_id.isin(low)], outcomes[outcomes.trial_id.isin(low)],
+                      ALL_OVERALL, analysis="low_risk_of_bias"))
+    step(overall_rows(participants, window_average_outcomes(visits), ALL_OVERALL, analysis="window_average"))
+    step(overall_rows(participants, improvement_recovery(participants, outcomes),
+                      [r for r in ALL_OVERALL if r[1] == "recovered"], analysis="recovery_improvement"))
+    step(multiple_imputation(participants, outcomes, m=m, seed=seed))
+    table = pd.DataFrame(rows)
+    for col in SENSITIVITY_COLUMNS:
+        if col not in table:
+            table[col] = np.nan
+    return table[SENSITIVITY_COLUMNS]

@@ -1,0 +1,162 @@
+"""One-stage analysis without pooling raw data: each trial exports the sufficient statistics
+of every continuous one-stage model (overall effects and modifiers), and the fits are made
+from those summaries alone. The estimates equal those from the pooled raw data.
+
+Exported per trial and analysis: the cross-products of [exercise terms, outcome] after
+projecting out the trial's own terms, the residual degrees of freedom, log|Z'Z|, counts, the
+sum of squares of the exercise column and whether the covariate varies within both arms:
+a fixed number of values whatever the trial's size, and no row-level data.
+
+Not possible from these summaries: the mixed logistic model for recovery (its likelihood
+needs the individual outcomes), the spline non-linearity test (its knots depend on the
+pooled covariate distribution), multiple imputation and the effect curves for the figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.analyses.modifiers import (
+    MODIFIER_COLUMNS,
+    continuous_design,
+    continuous_interaction,
+    holm_by_family,
+    interaction_rows,
+    modifier_sample,
+    not_estimable_rows,
+    trials_varying,
+)
+from analysis.analyses.overall import (
+    RESULT_COLUMNS,
+    continuous_method,
+    continuous_stats,
+    empty_row,
+    result_row,
+)
+from analysis.analyses.samples import outcome_sample
+from analysis.errors import InputError
+from analysis.io import write_text
+from analysis.models.onestage import TrialStats, fit_reml
+from analysis.settings import COMPARISONS, COVARIATES, WINDOWS
+
+__all__ = ["export_trial_stats", "load_trial_stats", "fit_from_stats", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+_FIELDS = ("cross", "resid_df", "logdet_ztz", "n", "n_treated", "tt_raw")
+
+
+def _analyses():
+    for c in COMPARISONS:
+        for o in ("pain", "function"):
+            for w in WINDOWS:
+                yield c, o, w.name, None
+                for cov in COVARIATES:
+                    yield c, o, w.name, cov
+
+
+def _key(c, o, w, cov):
+    return "|".join([c, o, w] + ([cov] if cov else []))
+
+
+def export_trial_stats(participants, outcomes, out_dir) -> list[Path]:
+    """Write <out_dir>/<trial_id>.json for every trial (statistics of every analysis it is in)."""
+    per_trial: dict = {}
+    for c, o, w, cov in _analyses():
+        if cov is None:
+            d = outcome_sample(participants, outcomes, c, o, w)
+            if d.empty:
+                continue
+            st = continuous_stats(d, o)
+            varies = pd.Series(True, index=st.trial_ids)
+        else:
+            d = modifier_sample(participants, outcomes, c, o, w, cov)
+            if d.empty:
+                continue
+            st = continuous_design(d, o, cov)
+            varies = trials_varying(d)
+        for i, tid in enumerate(st.trial_ids):
+            entry = {f: (getattr(st, f)[i].tolist()) for f in _FIELDS}
+            entry["terms"] = list(st.terms)
+            entry["varies"] = bool(varies.get(tid, False))
+            per_trial.setdefault(str(tid), {})[_key(c, o, w, cov)] = entry
+    out_dir = Path(out_dir)
+    written = []
+    for tid, analyses in sorted(per_trial.items()):
+        doc = {"format_version": FORMAT_VERSION, "trial_id": tid, "analyses": analyses}
+        written.append(write_text(json.dumps(doc, sort_keys=True) + "\n", out_dir / f"{tid}.json"))
+    return written
+
+
+def load_trial_stats(stats_dir) -> dict:
+    """{analysis key: (TrialStats over the trials that export it, varies flags)}."""
+    stats_dir = Path(stats_dir)
+    files = sorted(stats_dir.glob("*.json"))
+    if not files:
+        raise InputError("no per-trial statistics found", file=stats_dir,
+                         expected="<trial_id>.json files written by `python -m analysis export-stats`")
+    by_key: dict = {}
+    for f in files:
+        try:
+            doc = json.loads(f.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno})", file=f) from None
+        if doc.get("format_version") != FORMAT_VERSION:
+            raise InputError("unknown statistics format", file=f, expected=f"format_version {FORMAT_VERSION}",
+                             found=doc.get("format_version"))
+        for key, entry in doc["analyses"].items():
+            by_key.setdefault(key, []).append((doc["trial_id"], entry))
+    out = {}
+    for key, entries in by_key.items():
+        entries.sort(key=lambda e: e[0])
+        ids = np.array([e[0] for e in entries])
+        arrays = {f: np.array([e[1][f] for e in entries], dtype=float) for f in _FIELDS}
+        st = TrialStats(ids, tuple(entries[0][1]["terms"]), arrays["cross"], arrays["resid_df"], arrays["logdet_ztz"],
+                        arrays["n"].astype(int), arrays["n_treated"].astype(int), arrays["tt_raw"])
+        out[key] = (st, pd.Series([e[1]["varies"] for e in entries], index=ids))
+    return out
+
+
+def fit_from_stats(stats_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The continuous overall estimates and modifier rows from exported statistics."""
+    stats = load_trial_stats(stats_dir)
+    est_rows, mod_rows = [], []
+    note_logistic = "not available from summary statistics: the mixed logistic model needs individual outcomes"
+    for c in COMPARISONS:
+        for o in ("pain", "function", "recovered"):
+            for w in WINDOWS:
+                if o == "recovered":
+                    est_rows.append(empty_row("overall", c, o, w.name, "exercise", "log_or",
+                                              "one-stage mixed logistic", note_logistic))
+                    continue
+                entry = stats.get(_key(c, o, w.name, None))
+                if entry is None:
+                    est_rows.append(empty_row("overall", c, o, w.name, "exercise", "md", continuous_method(),
+                                              "not estimable: no trials with both arms at this window"))
+                    continue
+                fit = fit_reml(entry[0])
+                est_rows.append(
+                    result_row(
+                        "overall", c, o, w.name, "exercise", "md", fit.summary(), continuous_method(), fit.message
+                    )
+                )
+                for cov in COVARIATES:
+                    e = stats.get(_key(c, o, w.name, cov))
+                    if e is None:
+                        continue
+                    st, varies = e
+                    k, n = st.k, int(st.n.sum())
+                    if int(varies.sum()) < 2:
+                        mod_rows += not_estimable_rows(c, o, w.name, cov, k, n, varies)
+                        continue
+                    fit_m, within, across, ts = continuous_interaction(st)
+                    rows = interaction_rows(c, o, w.name, cov, k, n, int(varies.sum()), within, across, fit_m.converged,
+                                            fit_m.message, fit_m.tau2, ts)
+                    rows[0]["note"] = (rows[0]["note"] + "; " if rows[0]["note"] else "") + \
+                        "from per-trial summaries: no non-linearity test"
+                    mod_rows += rows
+    return (pd.DataFrame(est_rows, columns=RESULT_COLUMNS),
+            holm_by_family(pd.DataFrame(mod_rows, columns=MODIFIER_COLUMNS)))

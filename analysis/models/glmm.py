@@ -1,0 +1,459 @@
+"""One-stage mixed logistic regression with a random exercise effect, by maximum likelihood
+with adaptive Gauss-Hermite quadrature (AGHQ).
+
+Model: logit P(y_ij = 1) = a_i + x_ij' beta + t_ij (theta + tau v_i),  v_i ~ N(0, 1),
+with stratified trial intercepts a_i, common covariate slopes beta and the exercise
+indicator t. Writing the random effect as tau * v keeps tau^2 = 0 an ordinary point of
+the parameter space, so a boundary fit is not a failure.
+
+Written by hand because no well-kept Python library fits a frequentist mixed logistic
+model by AGHQ (statsmodels' BinomialBayesMixedGLM is variational Bayes).
+
+Algorithm: the quadrature nodes are adapted to each trial's conditional mode and
+curvature (as glmer does); with the nodes held fixed the approximate likelihood is a
+finite mixture of logistic likelihoods, maximised by Newton's method with its exact
+gradient and Hessian; nodes are re-adapted and the two steps repeat until the parameters
+stop moving. With n_nodes >= 7 the quadrature is near exact for this one-dimensional
+integral, so the fixed point is the maximum-likelihood estimate (checked against lme4's
+glmer with nAGQ = 15 in tests/test_glmm.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special, stats
+
+__all__ = ["LogisticFit", "fit_mixed_logistic"]
+
+
+@dataclass
+class LogisticFit:
+    """Maximum-likelihood fit; ``coef`` = (trial intercepts..., beta..., theta, tau)."""
+
+    theta: float
+    se: float
+    tau2: float
+    beta: np.ndarray
+    se_beta: np.ndarray
+    loglik: float
+    n_trials: int
+    n_participants: int
+    converged: bool
+    boundary: bool
+    n_nodes: int
+    iterations: int
+    message: str = ""
+    cov_common: np.ndarray = None  # covariance of (beta..., theta)
+
+    def summary(self, level: float = 0.95) -> dict:
+        z = stats.norm.ppf(0.5 + level / 2)
+        k = self.n_trials
+        if k > 2:
+            half = stats.t.ppf(0.5 + level / 2, k - 2) * np.sqrt(self.tau2 + self.se**2)
+            pi = (self.theta - half, self.theta + half)
+        else:
+            pi = (np.nan, np.nan)
+        return dict(
+            estimate=self.theta, se=self.se, ci_low=self.theta - z * self.se,
+            ci_high=self.theta + z * self.se, df=np.inf,
+            p=float(2 * stats.norm.sf(abs(self.theta / self.se))) if self.se > 0 else np.nan,
+            tau2=self.tau2, pi_low=pi[0], pi_high=pi[1], n_trials=k,
+            n_participants=self.n_participants, converged=self.converged,
+        )
+
+
+class _Data:
+    """Participants sorted by trial, with group boundaries for fast per-trial sums.
+
+    ``z`` holds trial-specific terms (each trial gets its own coefficient, as its own
+    intercept); ``x`` common terms; ``t`` the exercise indicator.
+    """
+
+    def __init__(self, trial, y, x, t, z=None):
+        labels, codes = np.unique(np.asarray(trial), return_inverse=True)
+        order = np.argsort(codes, kind="stable")
+        self.labels = labels
+        self.codes = codes[order]
+        self.y = np.asarray(y, float)[order]
+        n = len(self.y)
+        x = np.asarray(x, float)
+        x = x.reshape(n, -1)[order] if x.size else np.zeros((n, 0))
+        self.x = x - x.mean(axis=0)  # centring improves conditioning; theta is unchanged
+        self.t = np.asarray(t, float)[order]
+        self.starts = np.flatnonzero(np.r_[True, self.codes[1:] != self.codes[:-1]])
+        self.k = len(labels)
+        self.r = self.x.shape[1]
+        z = np.zeros((n, 0)) if z is None or np.asarray(z).size == 0 else np.asarray(z, float).reshape(n, -1)[order]
+        counts = np.diff(np.r_[self.starts, n])
+        zc = z - np.repeat(self.per_trial(z) / counts[:, None], counts, axis=0)  # centred within trial
+        self.zfull = np.column_stack([np.ones(n), zc])
+        self.pz = self.zfull.shape[1]
+        # a trial-specific term with no variation in its trial has no coefficient there
+        spread = self.per_trial(zc**2)
+        self.free = np.r_[np.column_stack([np.ones(self.k, bool), spread > 1e-12]).ravel(),
+                          np.ones(self.r + 2, bool)]
+
+        self.treated = self.t != 0
+        self.control = ~self.treated
+        # the rows of each group, gathered once (every likelihood evaluation uses them): the
+        # base design (trial-specific z, common x, t) and its row-wise outer products
+        self.codes_t, self.y_t = self.codes[self.treated], self.y[self.treated]
+        self.y_c = self.y[self.control]
+        self.sign_t, self.sign_c = 2 * self.y_t - 1, 2 * self.y_c - 1
+        base = np.column_stack([self.zfull, self.x, self.t])
+        self.base_t, self.base_c = base[self.treated], base[self.control]
+        self.outer_t, self.outer_c = _row_outer(self.base_t), _row_outer(self.base_c)
+        self._bounds_t = self._bounds(self.codes[self.treated])
+        self._bounds_c = self._bounds(self.codes[self.control])
+
+    def _bounds(self, codes):
+        """Start and end of each trial's block within a subset (sorted by trial)."""
+        return np.searchsorted(codes, np.arange(self.k)), np.searchsorted(codes, np.arange(self.k), side="right")
+
+    def per_trial(self, arr):
+        return np.add.reduceat(arr, self.starts, axis=0)
+
+    def _sum(self, arr, bounds):
+        """Per-trial sums over a subset sorted by trial (trials absent from it sum to 0)."""
+        lo, hi = bounds
+        out = np.zeros((self.k,) + arr.shape[1:])
+        present = hi > lo
+        if present.any():
+            out[present] = np.add.reduceat(arr, lo[present], axis=0)
+        return out
+
+    def sum_treated(self, arr):
+        return self._sum(arr, self._bounds_t)
+
+    def sum_control(self, arr):
+        return self._sum(arr, self._bounds_c)
+
+    def sum_treated_by_node(self, weights, cols):
+        """Per trial and node: sum over the trial's treated participants of weights x cols."""
+        lo, hi = self._bounds_t
+        out = np.zeros((self.k, weights.shape[1], cols.shape[1]))
+        for i in np.flatnonzero(hi > lo):  # per-trial matrix products (BLAS)
+            out[i] = weights[lo[i]:hi[i]].T @ cols[lo[i]:hi[i]]
+        return out
+
+    @property
+    def n_trial_params(self):
+        return self.k * self.pz
+
+
+def _row_outer(a):
+    """Each row's outer product with itself, flattened: (n, p) -> (n, p * p)."""
+    return (a[:, :, None] * a[:, None, :]).reshape(len(a), -1)
+
+
+def _linear(d: _Data, par):
+    m, r = d.n_trial_params, d.r
+    a = par[:m].reshape(d.k, d.pz)
+    beta, theta = par[m : m + r], par[m + r]
+    return np.einsum("ij,ij->i", a[d.codes], d.zfull) + d.x @ beta + d.t * theta
+
+
+def _adapt(d: _Data, par, nodes, weights, v0=None):
+    """Conditional mode and curvature of each trial's random effect (v scale); nodes there."""
+    k = d.k
+    tau = par[-1]
+    eta0 = _linear(d, par)
+    v = np.zeros(k) if v0 is None else v0.copy()
+    for _ in range(50):
+        p = special.expit(eta0 + d.t * tau * v[d.codes])
+        grad = tau * d.per_trial(d.t * (d.y - p)) - v
+        hess = -(tau**2) * d.per_trial(d.t * p * (1 - p)) - 1.0
+        step = -grad / hess
+        v = v + step
+        if np.max(np.abs(step)) < 1e-12:
+            break
+    p = special.expit(eta0 + d.t * tau * v[d.codes])
+    curv = tau**2 * d.per_trial(d.t * p * (1 - p)) + 1.0
+    s = 1.0 / np.sqrt(curv)
+    vq = v[:, None] + np.sqrt(2.0) * s[:, None] * nodes[None, :]  # (k, Q)
+    # log of w_q * exp(z_q^2) * sqrt(2) s * phi(v_q): the quadrature weight of node q
+    logw = (
+        np.log(weights)[None, :] + nodes[None, :] ** 2 + np.log(np.sqrt(2.0) * s)[:, None]
+        - 0.5 * vq**2 - 0.5 * np.log(2 * np.pi)
+    )
+    return v, vq, logw
+
+
+def _bernoulli(eta, sign):
+    """log P(y | eta) and P(y = 1 | eta) for the logistic model, from one exponential:
+    with e = exp(-|eta|), expit(eta) = 1/(1+e) or e/(1+e), and
+    log P(y | eta) = min(0, s eta) - log1p(e) with s = 2y - 1 (stable for any eta).
+    Works in place on temporaries: this is the innermost loop of the fit."""
+    e = np.abs(eta)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    ll = np.log1p(e)
+    np.negative(ll, out=ll)
+    ll += np.minimum(sign * eta, 0.0)
+    p = 1.0 / (1.0 + e)  # expit(|eta|)
+    np.subtract(1.0, p, out=p, where=eta < 0)  # expit(eta) = 1 - expit(|eta|) for eta < 0
+    return ll, p
+
+
+def _mixture(d: _Data, par, vq, logw, derivatives=True):
+    """Fixed-node quadrature log-likelihood, with its gradient and Hessian.
+
+    Only participants in an exercise arm (t = 1) depend on the random effect; the terms of
+    the others are the same at every node and are computed once, not once per node.
+    """
+    k, r, pz = d.k, d.r, d.pz
+    tau = par[-1]
+    n_nodes = vq.shape[1]
+    lin = _linear(d, par)
+    eta_t = lin[d.treated][:, None] + tau * vq[d.codes_t]  # (N_t, Q)
+    eta_c = lin[d.control]
+    ll_t, p_t = _bernoulli(eta_t, d.sign_t[:, None])
+    ll_c, p_c = _bernoulli(eta_c, d.sign_c)
+    lq = d.sum_treated(ll_t) + d.sum_control(ll_c)[:, None] + logw  # (k, Q)
+    lse = special.logsumexp(lq, axis=1)
+    loglik = float(lse.sum())
+    if not derivatives:
+        return loglik, None, None
+    post = np.exp(lq - lse[:, None])  # (k, Q) posterior node weights
+    nb = pz + r + 1  # columns of the base design: trial-specific z, common x, t (tau's is t * v_q)
+    g_base = d.sum_treated_by_node(d.y_t[:, None] - p_t, d.base_t)  # (k, Q, nb)
+    p_t *= 1 - p_t  # now the logistic weights p (1 - p)
+    h_base = d.sum_treated_by_node(p_t, d.outer_t).reshape(k, n_nodes, nb, nb)
+    g_base += d.sum_control((d.y_c - p_c)[:, None] * d.base_c)[:, None, :]
+    h_base += d.sum_control((p_c * (1 - p_c))[:, None] * d.outer_c).reshape(k, 1, nb, nb)
+    ne = nb + 1
+    g = np.empty((k, n_nodes, ne))
+    g[..., :nb] = g_base
+    g[..., nb] = vq * g_base[..., nb - 1]
+    h = np.empty((k, n_nodes, ne, ne))
+    h[..., :nb, :nb] = h_base
+    h[..., nb, :nb] = vq[..., None] * h_base[..., nb - 1, :]
+    h[..., :nb, nb] = h[..., nb, :nb]
+    h[..., nb, nb] = vq**2 * h_base[..., nb - 1, nb - 1]
+    gbar = np.einsum("kq,kqe->ke", post, g)
+    hk = np.einsum("kq,kqef->kef", post, -h + g[..., :, None] * g[..., None, :]) - gbar[:, :, None] * gbar[:, None, :]
+    # the Hessian is block-arrow: trial blocks only meet the common parameters (beta, theta,
+    # tau); it is kept in that form (a dense matrix has (k pz + r + 2)^2 entries)
+    m = d.n_trial_params
+    grad = np.empty(m + r + 2)
+    grad[:m] = gbar[:, :pz].ravel()
+    grad[m:] = gbar[:, pz:].sum(axis=0)
+    hess = BlockArrow(hk[:, :pz, :pz], hk[:, :pz, pz:], hk[:, pz:, pz:].sum(axis=0))
+    return loglik, grad, hess
+
+
+class BlockArrow:
+    """A symmetric matrix [[diag(T_1..T_k), B], [B', C]] with k small trial blocks T_i
+    (pz x pz), their couplings B_i (pz x c) to c common parameters and the common block C.
+    Newton steps and the common parameters' covariance come from the Schur complement
+    S = C - sum_i B_i' T_i^-1 B_i: O(k) work instead of O(k^3) for the dense matrix."""
+
+    def __init__(self, trial, cross, common):
+        self.trial, self.cross, self.common = trial, cross, common
+
+    def dense(self):
+        """The full matrix (for checks and small problems)."""
+        k, pz, c = self.cross.shape
+        m = k * pz
+        out = np.zeros((m + c, m + c))
+        for i in range(k):
+            out[i * pz:(i + 1) * pz, i * pz:(i + 1) * pz] = self.trial[i]
+        out[:m, m:] = self.cross.reshape(m, c)
+        out[m:, :m] = out[:m, m:].T
+        out[m:, m:] = self.common
+        return out
+
+    def _masked(self, free, sign):
+        """sign * matrix with the rows and columns of fixed parameters replaced by identity."""
+        k, pz, c = self.cross.shape
+        ft, fc = free[:k * pz].reshape(k, pz), free[k * pz:]
+        trial = sign * self.trial * (ft[:, :, None] & ft[:, None, :])
+        trial[~ft] += np.eye(pz)[np.nonzero(~ft)[1]]
+        cross = sign * self.cross * (ft[:, :, None] & fc[None, None, :])
+        common = sign * self.common * np.outer(fc, fc)
+        common[~fc, ~fc] = 1.0
+        return trial, cross, common
+
+    def solve_negative(self, g, free, shift=0.0):
+        """x with (-H + shift I) x = g on the free parameters (0 elsewhere), via Cholesky of
+        the trial blocks and of the Schur complement; LinAlgError if not positive definite."""
+        k, pz, c = self.cross.shape
+        trial, cross, common = self._masked(free, -1.0)
+        if shift:
+            trial = trial + shift * np.eye(pz)
+            common = common + shift * np.eye(c)
+        g = np.where(free, g, 0.0)
+        gt, gc = g[:k * pz].reshape(k, pz), g[k * pz:]
+        chol = np.linalg.cholesky(trial)
+        inv_cross = _chol_solve(chol, cross)  # T_i^-1 B_i
+        inv_gt = _chol_solve(chol, gt[:, :, None])[:, :, 0]
+        schur = common - np.einsum("kpa,kpb->ab", cross, inv_cross)
+        chol_s = np.linalg.cholesky(schur)
+        xc = np.linalg.solve(chol_s.T, np.linalg.solve(chol_s, gc - np.einsum("kpa,kp->a", cross, inv_gt)))
+        xt = inv_gt - np.einsum("kpa,a->kp", inv_cross, xc)
+        return np.where(free, np.r_[xt.ravel(), xc], 0.0)
+
+    def common_covariance(self, free):
+        """The common parameters' block of (-H)^-1 restricted to the free parameters: the
+        inverse of the Schur complement (NaN rows and columns for fixed common parameters)."""
+        k, pz, c = self.cross.shape
+        trial, cross, common = self._masked(free, -1.0)
+        inv_cross = np.linalg.solve(trial, cross)
+        schur = common - np.einsum("kpa,kpb->ab", cross, inv_cross)
+        fc = free[k * pz:]
+        cov = np.full((c, c), np.nan)
+        cov[np.ix_(fc, fc)] = np.linalg.inv(schur[np.ix_(fc, fc)])
+        return cov
+
+
+def _chol_solve(chol, rhs):
+    """Solve L L' x = rhs for a stack of lower-triangular L (k, p, p) and rhs (k, p, q)."""
+    return np.linalg.solve(np.swapaxes(chol, 1, 2), np.linalg.solve(chol, rhs))
+
+
+def _newton_direction(g, h: BlockArrow, free):
+    """Newton direction for maximisation; if -H is not positive definite (far from the
+    optimum), shift it (Levenberg) until it is."""
+    shift = 0.0
+    scale = max(np.abs(np.r_[np.diagonal(h.trial, axis1=1, axis2=2).ravel(), np.diag(h.common)]).mean(), 1e-12)
+    for _ in range(30):
+        try:
+            return h.solve_negative(g, free, shift)
+        except np.linalg.LinAlgError:
+            shift = max(shift * 10, 1e-6 * scale)
+    return np.where(free, g, 0.0) / scale  # steepest ascent as the last resort
+
+
+def _newton(d, par, vq, logw, free, max_iter=50, tol=1e-10):
+    """Maximise the fixed-node likelihood by Newton steps with backtracking over the free
+    parameters.
+
+    Converged when the common parameters stop moving and the log-likelihood stops rising:
+    a trial-specific slope under separation drifts towards infinity while adding nothing,
+    and must not hold up convergence.
+    """
+    ll, grad, hess = _mixture(d, par, vq, logw)
+    m = d.n_trial_params
+    for _ in range(max_iter):
+        direction = _newton_direction(grad, hess, free)
+        step_size = 1.0
+        for _ in range(40):
+            step = step_size * direction
+            new = par + step
+            ll_new, grad_new, hess_new = _mixture(d, new, vq, logw)
+            if np.isfinite(ll_new) and ll_new >= ll - 1e-12 * max(1.0, abs(ll)):
+                break
+            step_size /= 2
+        else:
+            return par, ll, grad, hess, False
+        par, ll_old = new, ll
+        ll, grad, hess = ll_new, grad_new, hess_new
+        if np.max(np.abs(step[m:])) < tol and (ll - ll_old) < 1e-12 * max(1.0, abs(ll)):
+            return par, ll, grad, hess, True
+    return par, ll, grad, hess, False
+
+
+def _start(d: _Data):
+    """Common-effect logistic fit (tau = 0) as the starting point."""
+    k = d.k
+    rate = np.clip(d.per_trial(d.y) / np.diff(np.r_[d.starts, len(d.y)]), 0.02, 0.98)
+    a = np.zeros((k, d.pz))
+    a[:, 0] = special.logit(rate)
+    par = np.r_[a.ravel(), np.zeros(d.r), 0.0, 0.0]
+    free = d.free.copy()
+    free[-1] = False
+    zero = np.zeros((k, 1))
+    par, ll, grad, hess, ok = _newton(d, par, zero, zero, free)
+    return par, ll, hess, ok
+
+
+def fit_mixed_logistic(trial, y, x, t, z=None, n_nodes: int = 15, random_effect: bool = True,
+                       max_rounds: int = 100, common_terms=None) -> LogisticFit:
+    """Fit the mixed logistic model.
+
+    Parameters
+    ----------
+    x : common adjustment terms (may be empty); their estimates are ``beta``.
+    z : optional trial-specific terms (a coefficient per trial, like the intercepts).
+    n_nodes : quadrature nodes per trial (>= 5).
+
+    A trial whose outcome is all 0 or all 1 has no finite intercept; it carries no
+    information on theta or tau and is set aside before fitting (said in ``message``).
+    Arms without events within an otherwise informative trial are fine.
+    """
+    if n_nodes < 5:
+        raise ValueError(
+            "n_nodes must be at least 5: the fixed-node Newton scheme converges to the "
+            "maximum of the integrated likelihood only when the quadrature is near exact "
+            "(a Laplace approximation, n_nodes = 1, is not supported)"
+        )
+    y = np.asarray(y, float)
+    trial = np.asarray(trial)
+    n_obs = len(y)
+    x = np.asarray(x, float).reshape(n_obs, -1) if np.asarray(x).size else np.zeros((n_obs, 0))
+    z = None if z is None else np.asarray(z, float).reshape(n_obs, -1)
+    t = np.asarray(t, float)
+    labels, codes = np.unique(trial, return_inverse=True)
+    rate = np.bincount(codes, weights=y) / np.bincount(codes)
+    informative = list(labels[(rate > 0) & (rate < 1)])
+    message = ""
+    if len(informative) < len(labels):
+        dropped = sorted(set(labels) - set(informative))
+        message = f"trials without variation in the outcome set aside: {', '.join(map(str, dropped))}"
+        keep = np.isin(trial, informative)
+        trial, y, t, x = trial[keep], y[keep], t[keep], x[keep]
+        z = None if z is None else z[keep]
+    d = _Data(trial, y, x, t, z)
+    if d.k < 2 and random_effect:
+        random_effect = False
+        message = (
+            message + "; " if message else ""
+        ) + "fewer than two trials: tau^2 not estimable, common-effect model"
+    nodes, weights = np.polynomial.hermite.hermgauss(n_nodes)
+    par, ll, hess, converged = _start(d)
+    rounds = 0
+    free = d.free.copy()
+    if random_effect:
+        par[-1] = 0.5
+        v = None
+        converged = False
+        m = d.n_trial_params
+        settled = False
+        for rounds in range(1, max_rounds + 1):  # noqa: B007 (reported after the loop)
+            v, vq, logw = _adapt(d, par, nodes, weights, v)
+            # while the nodes still move, a few Newton steps per adaptation suffice; once the
+            # common parameters have settled, each round solves to full precision
+            new, ll, grad, hess, ok = _newton(d, par, vq, logw, free, max_iter=20 if settled else 3)
+            moved = np.max(np.abs(new[m:] - par[m:]))
+            par = new
+            if settled and ok and moved < 1e-8:
+                converged = True
+                break
+            settled = settled or moved < 1e-4
+        v, vq, logw = _adapt(d, par, nodes, weights, v)
+        ll, grad, hess = _mixture(d, par, vq, logw)
+    trial_par = par[: d.n_trial_params].reshape(d.k, d.pz)
+    if d.pz > 1 and np.any(np.abs(trial_par[:, 1:]) > 15):
+        sep = [str(d.labels[i]) for i in np.flatnonzero(np.any(np.abs(trial_par[:, 1:]) > 15, axis=1))]
+        message = (message + "; " if message else "") + (
+            f"separation in {', '.join(sep)}: its own covariate slope is not finite (does not affect the common terms)")
+    tau = abs(par[-1]) if random_effect else 0.0
+    boundary = random_effect and tau < 1e-4
+    use = free.copy()
+    if boundary or not random_effect:
+        use[-1] = False  # tau at 0 (or fixed): its row of the information is 0
+    cov = hess.common_covariance(use)  # (beta..., theta, tau); NaN where not free
+    with np.errstate(invalid="ignore"):
+        se_common = np.sqrt(np.diag(cov))
+    if boundary:
+        message = (message + "; " if message else "") + "tau^2 estimated at the boundary (0)"
+    m, r = d.n_trial_params, d.r
+    return LogisticFit(
+        theta=float(par[m + r]), se=float(se_common[r]), tau2=float(tau**2) if not boundary else 0.0,
+        beta=par[m : m + r].copy(), se_beta=se_common[:r].copy(), loglik=ll,
+        n_trials=int(len(labels)), n_participants=int(n_obs), converged=bool(converged), boundary=bool(boundary),
+        n_nodes=n_nodes if random_effect else 0, iterations=rounds, message=message,
+        cov_common=cov[:r + 1, :r + 1],
+    )

@@ -1,0 +1,161 @@
+"""analysis.harmonise against the generator's latent clean values and hand-computed cases."""
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import demo
+from analysis.ingest.harmonise import (
+    _recovered,
+    assign_windows,
+    derive_age,
+    derive_bmi,
+    harmonise_trial,
+)
+from analysis.ingest.spec import load_spec
+
+COVS = ["female", "heavy_work", "medication", "employed", "education_post_secondary"]
+
+
+def _merged(run):
+    lat = run.latent.participants
+    lat = lat[~lat.dirty]
+    got = run.tables["participants"]
+    return lat.merge(got, on=["trial_id", "participant_id"], suffixes=("_lat", ""), validate="one_to_one")
+
+
+def test_every_clean_participant_is_harmonised_and_only_the_dirty_are_excluded(demo_run):
+    lat = demo_run.latent.participants
+    got = demo_run.tables["participants"]
+    clean_keys = set(map(tuple, lat.loc[~lat.dirty, ["trial_id", "participant_id"]].to_numpy()))
+    got_keys = set(map(tuple, got[["trial_id", "participant_id"]].to_numpy()))
+    assert got_keys == clean_keys
+    ex = demo_run.tables["exclusions"]
+    person = ex[~ex.reason.str.startswith("followup_outside_windows")]
+    dirty_keys = set(map(tuple, lat.loc[lat.dirty, ["trial_id", "participant_id"]].to_numpy()))
+    assert set(map(tuple, person[["trial_id", "participant_id"]].to_numpy())) == dirty_keys
+    # the reason names the planted kind
+    for t, pid, kind in demo_run.latent.dirty.itertuples(index=False):
+        reasons = person.loc[(person.trial_id == t) & (person.participant_id == pid), "reason"]
+        assert reasons.str.contains(kind).any(), (t, pid, kind)
+
+
+def test_harmonised_baseline_and_covariates_equal_latent_values(demo_run):
+    """Equal to floating-point precision (values are written with 10 significant digits):
+    the latent values are defined on each instrument's raw grid, so rescaling is exact."""
+    m = _merged(demo_run)
+    for col in ("pain_bl", "function_bl", "duration_months", "bmi"):
+        a, b = m[f"{col}_lat"].to_numpy(float), m[col].to_numpy(float)
+        assert np.array_equal(np.isnan(a), np.isnan(b)), col
+        assert np.allclose(a[~np.isnan(a)], b[~np.isnan(b)], rtol=1e-8, atol=1e-7), col
+    for col in COVS:
+        a, b = m[f"{col}_lat"].to_numpy(float), m[col].to_numpy(float)
+        assert np.array_equal(a, b, equal_nan=True), col
+    assert (m.arm_lat == m.arm).all()
+    assert (m.arm_type == m.comparison).all()
+
+
+def test_age_exact_when_given_and_within_half_a_year_from_birth_year(demo_run):
+    m = _merged(demo_run)
+    by_year = {d.trial_id for d in demo.designs() if d.age_mode == "birth_year"}
+    direct = ~m.trial_id.isin(by_year)
+    assert np.allclose(m.age_lat[direct], m.age[direct])
+    # latent age is the true age; the birth year alone fixes it to within half a year
+    # (+ a day of calendar rounding)
+    assert (np.abs(m.age_lat[~direct] - m.age[~direct]) <= 0.5 + 1 / 365).all()
+    assert (~direct).sum() > 0
+
+
+def test_outcomes_by_window_equal_latent_visits(demo_run):
+    """Independent re-derivation of the window rule from the latent visits: the observed
+    visit nearest the window's target (ties to the later), within the window."""
+    lat = demo_run.latent.outcomes
+    clean = demo_run.latent.participants
+    clean = clean.loc[~clean.dirty, ["trial_id", "participant_id"]]
+    lat = lat.merge(clean, on=["trial_id", "participant_id"])
+    targets = {"short": (3, 0, 5), "moderate": (6, 5, 9), "long": (12, 9, 18.0001)}
+    expected = []
+    for w, (target, lo, hi) in targets.items():
+        inside = lat[(lat.months > lo if lo == 0 else lat.months >= lo) & (lat.months < hi)].copy()
+        inside["dist"] = (inside.months - target).abs()
+        inside = inside.sort_values(["dist", "months"], ascending=[True, False])
+        expected.append(inside.drop_duplicates(["trial_id", "participant_id"]).assign(window=w))
+    expected = pd.concat(expected)
+    got = demo_run.tables["outcomes"]
+    got = got[got.pain.notna() | got.function.notna()]
+    both = expected.merge(got, on=["trial_id", "participant_id", "window"], how="outer",
+                          suffixes=("_lat", ""), indicator=True)
+    assert (both._merge == "both").all()
+    assert np.allclose(both.months_lat, both.months)
+    for col in ("pain", "function"):
+        assert np.allclose(both[f"{col}_lat"], both[col], equal_nan=True, rtol=1e-8, atol=1e-7)
+
+
+def test_every_raw_record_is_accounted_for(demo_run):
+    """Each raw row is in the master data or in the exclusion log, never both, never neither."""
+    for path in sorted(demo_run.paths.specs.glob("*.yaml")):
+        spec = load_spec(path)
+        r = harmonise_trial(spec, demo_run.paths.raw)
+        logged = set(r.exclusions.source_row)
+        assert not (logged & r.used_rows), spec.trial_id
+        assert logged | r.used_rows == set(range(1, r.n_rows + 1)), spec.trial_id
+        assert len(r.participants) + r.received - len(r.participants) == r.received
+
+
+def test_flow_totals(demo_run):
+    flow = demo_run.tables["flow"]
+    assert len(flow) == 27 and flow.received.sum() == 3514
+    assert (flow.received == flow.excluded + flow.analysed).all()
+    reasons = flow.filter(like="excluded_").sum(axis=1)
+    assert (reasons == flow.excluded).all()
+    assert flow.analysed.sum() == len(demo_run.tables["participants"])
+
+
+def test_identifying_columns_never_reach_derived_data(demo_run):
+    raw = demo_run.latent.raw
+    ids = {d.trial_id for d in demo.designs() if d.identifying}
+    assert ids
+    secrets = set()
+    for t in ids:
+        w = raw[t][0]
+        secrets |= set(w["email"]) | set(w["date_of_birth"]) | set(w["name"])
+    for f in demo_run.paths.derived.glob("*.csv"):
+        text = f.read_text()
+        assert "email" not in text.lower() or f.name == "harmonisation_log.csv"
+        assert not any(s in text for s in list(secrets)[:200] if "@" in s)
+        assert not any(s in text for s in secrets if "-" in s and s[:2] in ("19", "20") and s in text.split(","))
+    log = demo_run.tables["harmonisation_log"]
+    assert log.detail.str.contains("date_of_birth").any()  # logged by name only
+
+
+# ----------------------------------------------------------------------------- hand cases
+
+
+def test_window_assignment_hand_cases():
+    assert assign_windows([1.5, 3, 6, 12]) == {"short": [3, 1.5], "moderate": [6], "long": [12]}
+    # 1.5 and 4.5 are equally far from 3: the later one is preferred
+    assert assign_windows([1.5, 4.5])["short"] == [4.5, 1.5]
+    assert assign_windows([4, 9, 18]) == {"short": [4], "long": [9, 18]}  # 9 starts long, 18 is inside
+    assert assign_windows([24, 0]) == {}  # baseline is not a follow-up; 24 months fits no window
+    assert assign_windows([5]) == {"moderate": [5]}  # 5 starts the moderate window
+
+
+def test_recovery_hand_cases():
+    pain = np.array([10, 10.01, 0, np.nan, 5])
+    func = np.array([10, 0, 10.5, 3, np.nan])
+    assert np.array_equal(_recovered(pain, func), [1, 0, 0, np.nan, np.nan], equal_nan=True)
+
+
+def test_bmi_hand_cases():
+    assert derive_bmi([180], [81], "cm", "kg")[0] == pytest.approx(25.0)
+    assert derive_bmi([1.8], [81 / 0.45359237], "m", "lb")[0] == pytest.approx(25.0)
+
+
+def test_age_hand_cases():
+    # born 1960 -> 1 July 1960; enrolled 1 July 2000 -> 40 years; 1 Jan 2001 -> 40.5 years
+    ages = derive_age([1960, 1960, np.nan], [date(2000, 7, 1).isoformat(), "2001-01-01", "2000-01-01"])
+    assert ages[0] == pytest.approx(14610 / 365.25)
+    assert ages[1] == pytest.approx((date(2001, 1, 1) - date(1960, 7, 1)).days / 365.25)
+    assert np.isnan(ages[2])

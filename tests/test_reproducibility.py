@@ -1,0 +1,108 @@
+"""Reproducibility and privacy of the whole pipeline: atomic writes, stale results,
+byte-identical rebuilds and no participant data in any output."""
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from analysis.paths import PROJECT_ROOT, Paths
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def test_interrupted_write_leaves_the_old_file_intact(tmp_path):
+    target = tmp_path / "estimates.csv"
+    target.write_text("old,complete,file\n")
+    code = ("import numpy as np, pandas as pd; from analysis.io import write_csv; "
+            f"write_csv(pd.DataFrame(np.random.rand(4_000_000, 6)), {str(target)!r})")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT_ROOT)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".estimates.csv.*.tmp")) and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # mid-write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert target.read_text() == "old,complete,file\n"
+
+
+# ----------------------------------------------------------------------------- staleness, rebuild
+
+
+def test_results_are_reported_stale_when_an_input_changes(demo_results, tmp_path):
+    from analysis.provenance import is_stale
+
+    paths = Paths(tmp_path / "data", demo_results.paths.results_dir)
+    shutil.copytree(demo_results.paths.data_dir, paths.data_dir)
+    assert not is_stale(paths)
+    spec = paths.specs / "T01.yaml"
+    spec.write_text(spec.read_text().replace("risk_of_bias: ", "risk_of_bias:  "))
+    assert is_stale(paths)
+    out = subprocess.run([sys.executable, "-m", "analysis", "check", "--results", "--data-dir", str(paths.data_dir),
+                          "--results-dir", str(paths.results_dir)], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert out.returncode == 1 and "stale" in out.stderr
+
+
+def test_rebuild_from_nothing_is_byte_identical(demo_results, tmp_path):
+    """Fitting the same derived data twice into empty results folders gives identical files."""
+    from analysis.analyses.fit import fit_all
+
+    outs = []
+    for name in ("a", "b"):
+        paths = Paths(demo_results.paths.data_dir, tmp_path / name)
+        fit_all(paths, imputations=3)
+        outs.append({f.name: f.read_bytes() for f in sorted(paths.results_dir.glob("*.csv"))})
+    assert outs[0] == outs[1] and len(outs[0]) >= 6
+
+
+# ----------------------------------------------------------------------------- privacy
+
+
+def _book_outputs(rep):
+    """Every table the book shows, as HTML."""
+    from analysis.book import tables
+
+    yield tables.trial_characteristics(rep).as_raw_html()
+    yield tables.baseline_by_arm(rep).as_raw_html()
+    yield tables.overall_summary(rep).as_raw_html()
+    yield tables.modifier_table(rep).as_raw_html()
+    yield tables.flow_table(rep).as_raw_html()
+    yield tables.exclusion_reasons(rep).as_raw_html()
+    yield tables.sensitivity_comparison(rep).as_raw_html()
+    yield tables.mi_modifiers(rep).as_raw_html()
+
+
+def test_no_output_contains_participant_data(demo_results):
+    from analysis.book.report import Report
+
+    rep = Report(demo_results.paths)
+    latent = demo_results.latent
+    secrets = set()
+    for w, _ in latent.raw.values():
+        for col in ("name", "email", "date_of_birth"):
+            if col in w:
+                secrets |= set(w[col].astype(str))
+    prefixed = re.compile(r"\bT\d\d-\d{3}\b")  # participant identifiers of the prefixed style
+    texts = [f.read_text() for f in demo_results.paths.results_dir.glob("*.csv")]
+    texts += [(demo_results.paths.results_dir / "provenance.json").read_text()]
+    texts += list(_book_outputs(rep))
+    texts += [f.read_text() for f in demo_results.paths.derived.glob("*.csv")]  # derived: no identifying data
+    for text in texts:
+        assert not prefixed.search(text) or "participant_id" in text.splitlines()[0]
+        assert not any(s in text for s in secrets if len(s) > 6)
+    # results are aggregates: no participant identifier column, and the figure data's
+    # rows are a fixed grid per analysis, not one per participant
+    for f in demo_results.paths.results_dir.glob("*.csv"):
+        assert "participant_id" not in pd.read_csv(f, nrows=1).columns, f.name
+    curves = rep.modifier_effects
+    assert curves.groupby(["comparison", "outcome", "window", "covariate"]).size().max() <= 25
+    # no participant-level value sequence (baseline pain of the master data) in any result
+    values = set(np.round(rep.participants.pain_bl, 6).astype(str))
+    for f in demo_results.paths.results_dir.glob("*.csv"):
+        cells = set(pd.read_csv(f).astype(str).to_numpy().ravel())
+        assert len(cells & values) < 50, f.name
