@@ -72,9 +72,11 @@ def _book_outputs(rep):
     yield tables.overall_summary(rep).as_raw_html()
     yield tables.modifier_table(rep).as_raw_html()
     yield tables.flow_table(rep).as_raw_html()
-    yield tables.exclusion_reasons(rep).as_raw_html()
+    yield tables.exclusion_table(rep).as_raw_html()
+    yield tables.recoding_table(rep).as_raw_html()
     yield tables.sensitivity_comparison(rep).as_raw_html()
     yield tables.mi_modifiers(rep).as_raw_html()
+    yield tables.model_notes(rep).as_raw_html()
 
 
 def test_no_output_contains_participant_data(demo_results):
@@ -100,9 +102,30 @@ def test_no_output_contains_participant_data(demo_results):
     for f in demo_results.paths.results_dir.glob("*.csv"):
         assert "participant_id" not in pd.read_csv(f, nrows=1).columns, f.name
     curves = rep.modifier_effects
-    assert curves.groupby(["comparison", "outcome", "window", "covariate"]).size().max() <= 25
-    # no participant-level value sequence (baseline pain of the master data) in any result
-    values = set(np.round(rep.participants.pain_bl, 6).astype(str))
+    per_analysis = curves.groupby(["comparison", "outcome", "window", "covariate", "kind"]).size()
+    assert per_analysis.xs("curve", level="kind").max() <= 25
+    assert per_analysis.xs("decile", level="kind").max() <= 9  # deciles: aggregates of >= 10 participants each
+    # no run of participant-level values (each trial's baseline function, in master-data order)
+    # in any results column: what a leaked row-level column would look like
+    runs = _participant_runs(rep.participants, "function_bl")
     for f in demo_results.paths.results_dir.glob("*.csv"):
-        cells = set(pd.read_csv(f).astype(str).to_numpy().ravel())
-        assert len(cells & values) < 50, f.name
+        assert not _contains_run(pd.read_csv(f), runs), f.name
+    leaked = rep.participants.loc[rep.participants.trial_id == "T02", ["function_bl"]]
+    assert _contains_run(leaked.reset_index(drop=True), runs)  # the check does catch a leak
+
+
+def _participant_runs(participants, column, length=5) -> set:
+    """Every run of ``length`` consecutive values within a trial, rounded to 4 decimals."""
+    runs = set()
+    for _, g in participants.groupby("trial_id"):
+        values = tuple(np.round(g[column].dropna().to_numpy(float), 4))
+        runs |= {values[i:i + length] for i in range(len(values) - length + 1)}
+    return runs
+
+
+def _contains_run(frame: pd.DataFrame, runs: set, length=5) -> bool:
+    for col in frame.select_dtypes("number").columns:
+        values = tuple(np.round(frame[col].dropna().to_numpy(float), 4))
+        if any(values[i:i + length] in runs for i in range(len(values) - length + 1)):
+            return True
+    return False

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.analyses.modifiers import availability_matrix, modifier_estimates
-from analysis.analyses.overall import ALL_OVERALL, overall_estimates, trial_effects
+from analysis.analyses.overall import ALL_OVERALL, heterogeneity, overall_estimates, trial_effects
 from analysis.analyses.sensitivity import influence_summary, sensitivity_estimates
 from analysis.analyses.validation import reference_estimates
 from analysis.errors import InputError
@@ -53,7 +53,8 @@ def fit_all(paths: Paths, progress=None, seed=None, imputations: int = 20) -> li
     participants, outcomes = load_derived(paths)
     est, effects = _stage(progress, len(ALL_OVERALL), "overall effects", _overall_and_trial_effects,
                           participants=participants, outcomes=outcomes)
-    written = [write_csv(est, paths.result_file("estimates")), write_csv(effects, paths.result_file("trial_effects"))]
+    written = [write_csv(est, paths.result_file("estimates")), write_csv(effects, paths.result_file("trial_effects")),
+               write_csv(heterogeneity(effects), paths.result_file("heterogeneity"))]
     mods, curves = _stage(progress, len(COMPARISONS) * 90, "modifiers", modifier_estimates,
                           participants=participants, outcomes=outcomes)
     written.append(write_csv(mods, paths.result_file("modifiers")))

@@ -274,20 +274,33 @@ def _with_extra_z(d, outcome, covariate, spline):
                             terms=["exercise", f"exercise:{covariate}", f"exercise:{covariate}:across"])
 
 
+DECILES_MIN_N = 100  # deciles are shown only when each tenth holds at least 10 participants
+
+
 def _effect_curve(d, covariate, coef, cov, df, offset):
     """Predicted exercise effect across the covariate (continuous) or per level (binary),
-    for a participant of a trial whose covariate mean is the overall mean."""
+    for a participant of a trial whose covariate mean is the overall mean.
+
+    ``kind``: ``curve`` (25 points from the 5th to the 95th percentile), ``decile`` (the
+    covariate's deciles, to show where the data are; aggregates of at least a tenth of the
+    sample, never single values, and only with at least ``DECILES_MIN_N`` participants) or
+    ``level`` (binary covariates)."""
     xbar = float(d[covariate].mean())
     if covariate in BINARY_COVARIATES:
-        grid = np.array([0.0, 1.0])
+        grid, kind = np.array([0.0, 1.0]), ["level"] * 2
     else:
         grid = np.linspace(*np.percentile(d[covariate], [5, 95]), 25)
+        kind = ["curve"] * len(grid)
+        if len(d) >= DECILES_MIN_N:
+            deciles = np.percentile(d[covariate], np.arange(10, 100, 10))
+            grid, kind = np.r_[grid, deciles], kind + ["decile"] * len(deciles)
     a = np.column_stack([np.ones_like(grid), grid - xbar, np.full_like(grid, xbar)])
     est = a @ coef + offset
     se = np.sqrt(np.einsum("ij,jk,ik->i", a, cov, a))
     crit = stats.t.ppf(0.975, df) if np.isfinite(df) else stats.norm.ppf(0.975)
     return pd.DataFrame(
-        {"value": grid, "estimate": est, "se": se, "ci_low": est - crit * se, "ci_high": est + crit * se}
+        {"kind": kind, "value": grid, "estimate": est, "se": se, "ci_low": est - crit * se,
+         "ci_high": est + crit * se}
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from analysis.analyses.samples import BASELINE, sample_from_frame, window_frame
 from analysis.models.glmm import fit_mixed_logistic
@@ -15,7 +16,7 @@ from analysis.settings import AGHQ_NODES, COMPARISONS, WINDOWS
 
 __all__ = ["continuous_stats", "fit_continuous", "fit_recovery", "per_trial_effects", "two_stage",
            "RESULT_COLUMNS", "result_row", "empty_row", "continuous_method", "overall_one", "overall_rows",
-           "overall_estimates", "trial_effects", "ALL_OVERALL"]
+           "overall_estimates", "trial_effects", "heterogeneity", "ALL_OVERALL", "TRIAL_EFFECT_COLUMNS"]
 
 RESULT_COLUMNS = [
     "analysis", "comparison", "outcome", "window", "term", "scale", "estimate", "se", "ci_low", "ci_high",
@@ -157,19 +158,54 @@ def overall_rows(participants, outcomes, combinations, progress=None, **options)
     return [rows[key] for key in combinations]
 
 
+TRIAL_EFFECT_COLUMNS = ["comparison", "outcome", "window", "trial_id", "n", "n_exercise", "n_control", "estimate",
+                        "variance", "weight"]
+
+
+def _with_arms_and_weights(eff: pd.DataFrame, sample: pd.DataFrame) -> pd.DataFrame:
+    """Participants per arm, and each trial's random-effects weight (per cent) in the
+    two-stage REML analysis, w_i = 1 / (v_i + tau^2), as metafor's forest() shows it."""
+    arms = sample.groupby("trial_id").exercise.agg(n_exercise="sum", n_all="size")
+    eff = eff.merge(arms, left_on="trial_id", right_index=True, how="left")
+    eff["n_exercise"] = eff.n_exercise.astype(int)
+    eff["n_control"] = eff.n - eff.n_exercise
+    tau2 = pool(eff.estimate.to_numpy(), eff.variance.to_numpy()).tau2 if len(eff) >= 2 else 0.0
+    w = 1.0 / (eff.variance.to_numpy() + tau2)
+    return eff.assign(weight=100 * w / w.sum() if len(eff) else w)
+
+
 def trial_effects(participants, outcomes, combinations=None) -> pd.DataFrame:
-    """The first-stage estimate of every trial in every overall analysis (forest plots and
-    the two-stage sensitivity analyses), one joined window at a time."""
+    """The first-stage estimate of every trial in every overall analysis, with participants
+    per arm and two-stage weights (forest plots, two-stage sensitivity analyses), one joined
+    window at a time."""
     combinations = ALL_OVERALL if combinations is None else combinations
     frames = []
     for window in dict.fromkeys(w for _, _, w in combinations):
         frame = window_frame(participants, outcomes, window)
         for comparison, outcome, w in combinations:
             if w == window:
-                eff = per_trial_effects(sample_from_frame(frame, comparison, outcome), outcome)
+                sample = sample_from_frame(frame, comparison, outcome)
+                eff = _with_arms_and_weights(per_trial_effects(sample, outcome), sample)
                 frames.append(eff.assign(comparison=comparison, outcome=outcome, window=w))
-    columns = ["comparison", "outcome", "window", "trial_id", "estimate", "variance", "n"]
-    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=TRIAL_EFFECT_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[TRIAL_EFFECT_COLUMNS]
+
+
+def heterogeneity(effects: pd.DataFrame) -> pd.DataFrame:
+    """Two-stage heterogeneity of every overall analysis from its per-trial estimates:
+    Cochran's Q with its df and p, I^2 (Higgins and Thompson 2002) and the REML tau^2."""
+    rows = []
+    for (comparison, outcome, window), eff in effects.groupby(["comparison", "outcome", "window"], sort=False):
+        k = len(eff)
+        row = {"comparison": comparison, "outcome": outcome, "window": window, "k": k, "q": np.nan, "df_q": k - 1,
+               "p_q": np.nan, "i2": np.nan, "tau2": np.nan}
+        if k >= 2:
+            r = pool(eff.estimate.to_numpy(), eff.variance.to_numpy())
+            row.update(q=r.q, p_q=float(stats.chi2.sf(r.q, k - 1)), i2=r.i2, tau2=r.tau2)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["comparison", "outcome", "window", "k", "q", "df_q", "p_q", "i2", "tau2"])
 
 
 def overall_estimates(participants, outcomes, progress=None) -> pd.DataFrame:

@@ -1,73 +1,158 @@
-"""The book's tables as great_tables GT objects (they render natively in HTML, Typst and
-Word), each built from a plain DataFrame that the snapshot tests check (``*_data``)."""
+"""The book's tables as great_tables GT objects, in journal form: each label shown once (row
+groups), spanners over related columns, estimates with their 95% CI in one cell, p as
+<0.001, sensible digits, no title inside the table (the Quarto caption is the title) and a
+note that says how. They render natively in HTML, Typst and Word.
+
+Each table is built from a plain DataFrame of display strings (``*_data``), which the
+snapshot tests check.
+"""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
-from great_tables import GT, loc, style
+from great_tables import GT, html, loc, style
 
-from analysis.book.report import (
-    COMPARISON_LABEL,
-    COVARIATE_LABEL,
-    OUTCOME_LABEL,
-    Report,
-)
-from analysis.settings import BINARY_COVARIATES, COVARIATES
+from analysis.book.report import COMPARISON_LABEL, COVARIATE_LABEL, OUTCOME_LABEL, Report, fmt, fmt_p
+from analysis.settings import BINARY_COVARIATES, COVARIATES, WINDOWS
 
 __all__ = ["instrument_table", "trial_characteristics", "baseline_by_arm_data", "baseline_by_arm",
            "overall_summary_data", "overall_summary", "modifier_table_data", "modifier_table",
-           "flow_table", "exclusion_reasons", "SMALL_CELL"]
+           "flow_table", "exclusion_table_data", "exclusion_table", "sensitivity_comparison_data",
+           "sensitivity_comparison", "mi_modifier_data", "mi_modifiers", "model_notes_data", "model_notes",
+           "recoding_table_data", "recoding_table", "reference_table", "truth_table", "packages_table",
+           "checksums_table", "benchmarks_table", "SMALL_CELL"]
 
 SMALL_CELL = 5  # counts below this are suppressed in descriptive tables (privacy)
 ARM_LABEL = {"exercise": "Exercise", "none_usual_care": "No treatment/usual care",
              "other_conservative": "Other conservative"}
+WINDOW_LABEL = {w.name: f"{w.name.capitalize()} term" for w in WINDOWS}
+DASH = "–"
+# sans-serif faces, the first available used; Libertinus Serif (bundled with Typst) guarantees the
+# PDF a known font on any machine, so Typst never falls back with a warning
+TABLE_FONTS = ["Liberation Sans", "Helvetica Neue", "Arial", "DejaVu Sans", "Libertinus Serif"]
 
 
-def _gt(df, title, subtitle=None, source=None):
-    g = GT(df).tab_header(title=title, subtitle=subtitle).sub_missing(missing_text="–")
-    g = g.tab_options(table_font_size="10pt", heading_title_font_size="12pt", column_labels_font_weight="bold")
-    return g.tab_source_note(source) if source else g
+_MARKUP = re.compile(r"<(?=[A-Za-z/!?])|&(?=[A-Za-z#])")
+
+
+def _text(s: str) -> str:
+    """Cell text as HTML that every output format reads alike. great_tables escapes cell text
+    to entities (``&lt;0.001``), and Quarto 1.10's HTML-to-Typst step prints entities literally,
+    so text is passed through raw; only a '<' or '&' that could start markup is escaped."""
+    return _MARKUP.sub(lambda m: "&lt;" if m.group() == "<" else "&amp;", str(s))
+
+
+_NUMBER = re.compile(r"^\s*(?:[−\-<]?\d|–$|not run$)")
+
+
+def _looks_numeric(col: pd.Series) -> bool:
+    """Numbers, estimates with CIs and p values are set right-aligned, as journals do."""
+    values = col.dropna().astype(str)
+    values = values[values != ""]
+    return len(values) > 0 and values.str.match(_NUMBER).mean() >= 0.8
+
+
+def _auto_widths(df: pd.DataFrame, groups: str | None) -> dict:
+    """Column widths in proportion to each column's longest entry (capped: long text wraps),
+    so that every format, Word included, gives wide content the room and narrow numbers less."""
+    need = {}
+    for c in df.columns:
+        if c == groups:
+            continue
+        longest_word = max((len(w) for w in str(c).split()), default=1)
+        values = df[c].dropna().astype(str)
+        need[c] = min(max(longest_word + 1, values.str.len().max() if len(values) else 1, 4), 40)
+    total = sum(need.values())
+    return {c: f"{100 * n / total:.1f}%" for c, n in need.items()}
+
+
+def _gt(df: pd.DataFrame, note: str | None = None, *, groups: str | None = None, stub: str | None = None,
+        font: str = "9pt", widths: dict | None = None) -> GT:
+    """The house table: no title (the Quarto caption is the title), bold column labels,
+    row groups from ``groups``, a stub column, a dash for missing values and a note."""
+    df = df.astype({c: object for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])})
+    for c in (groups, stub):  # labels great_tables always escapes: typographic quotes need no escaping
+        if c is not None:
+            df[c] = df[c].astype(str).str.replace("'", "’")
+    text_columns = [c for c in df.columns if df[c].dtype == object and c not in (groups, stub)]
+    g = GT(df, groupname_col=groups, rowname_col=stub).sub_missing(missing_text=DASH)
+    if text_columns:
+        g = g.fmt(_text, columns=text_columns)
+    numeric = [c for c in df.columns if c not in (groups, stub) and _looks_numeric(df[c])]
+    if numeric:
+        g = g.cols_align("right", columns=numeric)
+    g = g.tab_options(table_font_size=font, column_labels_font_weight="bold", row_group_font_weight="bold",
+                      data_row_padding="2px", row_group_padding="3px", source_notes_font_size="8pt",
+                      table_width="100%", table_layout="auto", table_font_names=TABLE_FONTS)
+    g = g.cols_width(widths or _auto_widths(df, groups))
+    return g.tab_source_note(html(_text(note))) if note else g
+
+
+def _est_ci(est, low, high, digits=1, transform=None) -> str:
+    """'−10.2 (−12.7 to −7.8)': an estimate with its 95% CI in one cell."""
+    if not np.isfinite(est):
+        return DASH
+    if transform is not None:
+        est, low, high = transform(est), transform(low), transform(high)
+    return f"{fmt(est, digits)} ({fmt(low, digits)} to {fmt(high, digits)})"
+
+
+def _range(low, high, digits=1) -> str:
+    return f"{fmt(low, digits)} to {fmt(high, digits)}" if np.isfinite(low) else DASH
+
+
+def _num(x, digits=1) -> str:
+    return fmt(x, digits) if x is not None and np.isfinite(x) else DASH
+
+
+# ----------------------------------------------------------------------------- methods, descriptives
 
 
 def instrument_table(rep: Report) -> GT:
-    df = pd.DataFrame([{"Instrument": i.label, "Outcome": i.domain, "Raw range": f"{i.low:g}-{i.high:g}",
-                        "Higher raw score": "worse" if i.higher_is_worse else "better",
-                        "Rescaling to 0-100 (higher = worse)": (f"100 × x / {i.high - i.low:g}" if i.higher_is_worse
-                                                                 else f"100 × ({i.high:g} − x) / {i.high - i.low:g}")}
-                       for i in rep.instruments.itertuples()])
-    return _gt(df, "Outcome instruments and their harmonisation")
+    df = pd.DataFrame([{
+        "Outcome": "Pain" if i.domain == "pain" else "Functional limitation",
+        "Instrument": i.label.rsplit(",", 1)[0], "Abbreviation": i.short, "Raw range": f"{i.low:g}-{i.high:g}",
+        "Higher raw score": "worse" if i.higher_is_worse else "better",
+        "Rescaled to 0-100 (higher = worse)": (f"100 × x / {i.high - i.low:g}" if i.higher_is_worse
+                                              else f"100 × ({i.high:g} − x) / {i.high - i.low:g}")}
+        for i in rep.instruments.itertuples()])
+    return _gt(df, groups="Outcome")
 
 
 def trial_characteristics(rep: Report) -> GT:
-    t = rep.trials.merge(rep.flow[["trial_id", "analysed_short", "analysed_moderate", "analysed_long"]], on="trial_id")
-    label = rep.instruments.set_index("name").label
+    t = rep.trials
+    short = rep.instruments.set_index("name").short
     rob = {"low": "Low", "some_concerns": "Some concerns", "high": "High"}
+    comparison = {"none_usual_care": "NUC", "other_conservative": "OC"}
     df = pd.DataFrame({
-        "Trial": t.trial_id, "Setting": t.setting.str.capitalize(), "Arms": t.arms,
-        "Comparison": t.comparisons.map(lambda s: "; ".join(COMPARISON_LABEL[c] for c in s.split("; "))),
+        "Trial": t.trial_id, "Setting": t.setting.str.capitalize(), "Arms": t.arms.str.replace("; ", ", "),
+        "Comparison": t.comparisons.map(lambda s: ", ".join(comparison[c] for c in s.split("; "))),
         "Received": t.received, "Analysed": t.analysed,
-        "Pain": t.pain_instrument.map(lambda n: label[n].split(",")[0]),
-        "Function": t.function_instrument.map(lambda n: label[n].split(",")[0].replace("Questionnaire", "Q.")),
+        "Pain": t.pain_instrument.map(short), "Function": t.function_instrument.map(short),
         "Follow-up (months)": t.followup_months.str.replace(";", ","),
         "Risk of bias": t.risk_of_bias.map(rob),
     })
-    return _gt(
-        df,
-        "Characteristics of the included trials",
-        source="Setting is a placeholder for the trial's country and setting. Received and analysed are participants.",
-    )
+    note = ("NUC: no treatment/usual care; OC: other conservative treatment. Received: randomised participants in "
+            "the trial file; analysed: in the master data. Instruments: see the methods. The setting stands in "
+            "for each trial’s country and setting.")
+    g = _gt(df, note, font="8.5pt", widths={"Trial": "5%", "Setting": "16%", "Arms": "20%", "Comparison": "8%",
+                                            "Received": "7%", "Analysed": "7%", "Pain": "8%", "Function": "8%",
+                                            "Follow-up (months)": "10%", "Risk of bias": "11%"})
+    return g.tab_spanner("Participants", ["Received", "Analysed"]).tab_spanner("Instrument", ["Pain", "Function"])
 
 
 def _summ_continuous(x):
     x = x.dropna()
-    return f"{x.mean():.1f} ({x.std(ddof=1):.1f})" if len(x) >= SMALL_CELL else ("<5 measured" if len(x) else "–")
+    return f"{x.mean():.1f} ({x.std(ddof=1):.1f})" if len(x) >= SMALL_CELL else ("<5 measured" if len(x) else DASH)
 
 
 def _summ_binary(x):
     x = x.dropna()
     if not len(x):
-        return "–"
+        return DASH
     k = int(x.sum())
     if k < SMALL_CELL or len(x) - k < SMALL_CELL:  # the complement would reveal a small cell
         return f"suppressed (<{SMALL_CELL})"
@@ -100,130 +185,139 @@ def baseline_by_arm_data(rep: Report) -> pd.DataFrame:
 
 def baseline_by_arm(rep: Report) -> GT:
     df = baseline_by_arm_data(rep)
-    g = _gt(
-        df,
-        "Baseline characteristics by arm",
-        "Analysed participants; covariates a trial did not measure count as missing",
-        source=f"Counts below {SMALL_CELL} are suppressed.",
-    )
+    g = _gt(df, f"Participants in the master data. Missing includes covariates a trial did not measure. Counts "
+                f"below {SMALL_CELL} are suppressed.", stub="Characteristic",
+            widths={"Characteristic": "28%", **{c: "12%" for c in df.columns[1:]}})
     for label in ARM_LABEL.values():
         g = g.tab_spanner(label=label, columns=[label, f"{label} missing"]).cols_label(
-            **{label: "Value", f"{label} missing": "Missing"}
-        )
+            **{label: "Value", f"{label} missing": "Missing"})
     return g
 
 
+def flow_table(rep: Report) -> GT:
+    f = rep.flow
+    df = f[["trial_id", "received", "excluded", "analysed", "analysed_short", "analysed_moderate",
+            "analysed_long"]].rename(
+        columns={"trial_id": "Trial", "received": "Received", "excluded": "Excluded", "analysed": "Master data",
+                 "analysed_short": "Short", "analysed_moderate": "Moderate", "analysed_long": "Long"})
+    g = _gt(df, "Received: records of randomised participants in the trial file. Excluded: records that are not an "
+                "identifiable randomised participant (see the exclusion table).",
+            widths={"Trial": "10%", **{c: "15%" for c in df.columns[1:]}})
+    return g.tab_spanner("With outcome data", ["Short", "Moderate", "Long"])
+
+
+def exclusion_table_data(rep: Report) -> pd.DataFrame:
+    """Excluded records per trial (rows) and reason (columns)."""
+    ex = rep.exclusions
+    if ex.empty:
+        return pd.DataFrame({"Trial": [], "Records": []})
+    code = ex.reason.str.split(":").str[0]
+    table = pd.crosstab(ex.trial_id, code)
+    table.columns = [c.replace("_", " ").capitalize() for c in table.columns]
+    table["All"] = table.sum(axis=1)
+    return table.reset_index().rename(columns={"trial_id": "Trial"})
+
+
+def exclusion_table(rep: Report) -> GT:
+    df = exclusion_table_data(rep)
+    g = _gt(df, "Each record is listed with its source file, row and reason in data/derived/exclusions.csv.")
+    return g.sub_zero(zero_text="")
+
+
+# ----------------------------------------------------------------------------- overall effects
+
+
+def _scale_rows(e: pd.DataFrame) -> pd.DataFrame:
+    """Display columns of results rows: mean differences (1 decimal) or, for log odds ratios,
+    odds ratios (2 decimals)."""
+    rows = []
+    for r in e.itertuples():
+        log = r.scale == "log_or"
+        tr, digits = (np.exp, 2) if log else ((lambda v: v), 1)
+        rows.append({"Trials": _int(r.n_trials), "Participants": _int(r.n_participants),
+                     "Effect (95% CI)": _est_ci(r.estimate, r.ci_low, r.ci_high, digits, tr if log else None),
+                     "p": fmt_p(r.p), "τ²": _num(r.tau2, 3 if log else 1),
+                     "95% PI": _range(tr(r.pi_low), tr(r.pi_high), digits)})
+    return pd.DataFrame(rows, columns=["Trials", "Participants", "Effect (95% CI)", "p", "τ²", "95% PI"])
+
+
 def overall_summary_data(rep: Report, outcomes=("pain", "function")) -> pd.DataFrame:
+    """One row per comparison, outcome and window: trials, participants, the effect with its
+    CI, p, tau² and the prediction interval (odds ratios for recovery)."""
     e = rep.estimates
-    e = e[e.outcome.isin(outcomes)].copy()
-    e["Comparison"] = e.comparison.map(COMPARISON_LABEL)
-    e["Outcome"] = e.outcome.map(OUTCOME_LABEL)
-    e["Window"] = e.window
-    if "recovered" in outcomes:
-        for c in ("estimate", "ci_low", "ci_high", "pi_low", "pi_high"):
-            e[c] = np.where(e.scale == "log_or", np.exp(e[c]), e[c])
-    cols = {"Comparison": "Comparison", "Outcome": "Outcome", "Window": "Window", "n_trials": "Trials",
-            "n_participants": "Participants", "estimate": "Estimate", "ci_low": "CI low", "ci_high": "CI high",
-            "df": "df", "p": "p", "tau2": "tau²", "pi_low": "PI low", "pi_high": "PI high"}
-    return e[list(cols)].rename(columns=cols).reset_index(drop=True)
+    e = e[e.outcome.isin(outcomes)].reset_index(drop=True)
+    df = _scale_rows(e)
+    df.insert(0, "Window", e.window.map(WINDOW_LABEL))
+    if len(outcomes) > 1:
+        df.insert(0, "Outcome", e.outcome.map(OUTCOME_LABEL).str.capitalize())
+    df.insert(0, "Comparison", "Exercise vs " + e.comparison.map(COMPARISON_LABEL))
+    return df
 
 
-def overall_summary(rep: Report, outcomes=("pain", "function"), title=None) -> GT:
+def overall_summary(rep: Report, outcomes=("pain", "function")) -> GT:
     df = overall_summary_data(rep, outcomes)
-    odds = "recovered" in outcomes
-    g = _gt(
-        df,
-        title
-        or (
-            "Global recovery: odds ratios (exercise vs comparison)"
-            if odds
-            else "Overall effect of exercise on pain and functional limitation (0-100, negative favours exercise)"
-        ),
-        "One-stage models; 95% confidence and prediction intervals",
-        source=(
-            "Mixed logistic model, maximum likelihood with adaptive Gauss-Hermite quadrature; z-based CI."
-            if odds
-            else "Linear mixed model, REML, t-based CI with Satterthwaite df; prediction interval with t(k − 2)."
-        ),
-    )
-    g = g.fmt_number(columns=["Estimate", "CI low", "CI high", "PI low", "PI high"], decimals=2 if odds else 1)
-    g = g.fmt_number(columns=["df", "tau²"], decimals=1).fmt_number(columns=["p"], decimals=3)
-    g = g.tab_spanner("95% CI", ["CI low", "CI high"]).tab_spanner("95% PI", ["PI low", "PI high"])
-    return g.cols_hide(["df"]) if odds else g
+    odds = set(outcomes) == {"recovered"}
+    if "Outcome" in df:
+        df["Window"] = df.Outcome + ", " + df.Window.str.lower()
+        df = df.drop(columns="Outcome")
+    note = ("Odds ratios of global recovery, exercise vs comparison (above 1 favours exercise): one-stage mixed "
+            "logistic model, maximum likelihood with adaptive Gauss-Hermite quadrature; Wald (z) CI and p." if odds
+            else "Mean differences on the 0-100 scale, exercise minus comparison (negative favours exercise): "
+                 "one-stage linear mixed model, REML; t-based CI and p with Satterthwaite df.")
+    note += " τ²: between-trial variance of the exercise effect. PI: 95% prediction interval for a new trial."
+    return _gt(df, note, groups="Comparison", stub="Window",
+               widths={"Window": "21%", "Trials": "7%", "Participants": "13%", "Effect (95% CI)": "25%", "p": "8%",
+                       "τ²": "8%", "95% PI": "18%"})
 
 
-def modifier_table_data(
-    rep: Report, comparison="none_usual_care", window="short", outcomes=("pain", "function")
-) -> pd.DataFrame:
+# ----------------------------------------------------------------------------- modifiers
+
+
+def modifier_table_data(rep: Report, comparison="none_usual_care", window="short",
+                        outcomes=("pain", "function")) -> pd.DataFrame:
     m = rep.modifiers
     m = m[(m.comparison == comparison) & (m.window == window) & m.outcome.isin(outcomes)]
     within = m[~m.term.str.endswith(":across")].copy()
     across = m[m.term.str.endswith(":across")].copy()
     within["covariate"] = within.term.str.split(":").str[1]
     across["covariate"] = across.term.str.split(":").str[1]
-    df = within.merge(
-        across[["outcome", "covariate", "estimate", "se"]], on=["outcome", "covariate"], suffixes=("", "_across")
-    )
-    out = pd.DataFrame({
-        "Outcome": df.outcome.map(OUTCOME_LABEL), "Covariate": df.covariate.map(COVARIATE_LABEL),
-        "Trials": df.n_trials, "Participants": df.n_participants, "Within": df.estimate,
-        "CI low": df.ci_low, "CI high": df.ci_high, "p": df.p, "p (Holm)": df.p_adjusted,
-        "Across": df.estimate_across, "Two-stage": df.two_stage_estimate,
-        "Non-linearity p": df.nonlinearity_p,
+    df = within.merge(across[["outcome", "covariate", "estimate", "ci_low", "ci_high"]], on=["outcome", "covariate"],
+                      suffixes=("", "_across")).reset_index(drop=True)
+    return pd.DataFrame({
+        "Outcome": df.outcome.map(OUTCOME_LABEL).str.capitalize(),
+        "Covariate": df.covariate.map(COVARIATE_LABEL),
+        "Trials": df.n_trials.astype("Int64"), "Participants": df.n_participants.astype("Int64"),
+        "Within-trial (95% CI)": [_est_ci(r.estimate, r.ci_low, r.ci_high, 2) for r in df.itertuples()],
+        "p": df.p.map(fmt_p), "p (Holm)": df.p_adjusted.map(fmt_p),
+        "Across-trial (95% CI)": [_est_ci(r.estimate_across, r.ci_low_across, r.ci_high_across, 2)
+                                  for r in df.itertuples()],
+        "Two-stage": df.two_stage_estimate.map(lambda v: _num(v, 2)),
+        "Non-linearity p": df.nonlinearity_p.map(fmt_p),
+        "_holm": df.p_adjusted,
     })
-    return out.reset_index(drop=True)
 
 
 def modifier_table(rep: Report, comparison="none_usual_care", window="short", outcomes=("pain", "function")) -> GT:
     df = modifier_table_data(rep, comparison, window, outcomes)
-    g = _gt(
-        df,
-        f"Treatment-effect modifiers versus {COMPARISON_LABEL[comparison]}, {window} term",
-        "Within-trial interactions (change in the exercise effect per unit of the covariate); "
-        "across-trial terms shown separately",
-        source="Within: one-stage model with the covariate centred at each trial's mean; "
-        "Across: exercise × trial-mean term "
-        "(ecological, not a modifier estimate); Two-stage: per-trial estimates pooled by REML; p (Holm) adjusts the "
-        "ten prespecified covariates within each outcome.",
-    )
-    g = g.fmt_number(columns=["Within", "CI low", "CI high", "Across", "Two-stage"], decimals=2)
-    g = g.fmt_number(columns=["p", "p (Holm)", "Non-linearity p"], decimals=3)
-    g = g.tab_spanner("95% CI", ["CI low", "CI high"])
-    return g.tab_style(
-        style=style.text(weight="bold"), locations=loc.body(rows=list(np.flatnonzero(df["p (Holm)"] < 0.05)))
-    )
+    significant = list(np.flatnonzero(df["_holm"].to_numpy() < 0.05))
+    df = df.drop(columns="_holm")
+    note = ("Change in the exercise effect (0-100 scale) per unit of the covariate (binary: yes vs no). Within-trial: "
+            "one-stage model with the covariate centred at each trial’s mean (the modifier estimate). Across-trial: "
+            "exercise × trial mean, which reflects differences between trials and is not a modifier estimate. "
+            "Two-stage: per-trial interactions pooled by REML. p (Holm): adjusted for the ten prespecified "
+            "covariates within each outcome. Non-linearity p: restricted cubic spline likelihood-ratio test. "
+            "Bold: Holm-adjusted p < 0.05.")
+    g = _gt(df, note, groups="Outcome", stub="Covariate", font="8.5pt",
+            widths={"Covariate": "22%", "Trials": "6%", "Participants": "9%", "Within-trial (95% CI)": "17%",
+                    "p": "6%", "p (Holm)": "7%", "Across-trial (95% CI)": "17%", "Two-stage": "7%",
+                    "Non-linearity p": "9%"})
+    g = g.tab_spanner("Interaction", ["Within-trial (95% CI)", "p", "p (Holm)"])
+    if significant:
+        g = g.tab_style(style=style.text(weight="bold"), locations=loc.body(rows=significant))
+    return g
 
 
-def flow_table(rep: Report) -> GT:
-    f = rep.flow
-    df = f[
-        ["trial_id", "received", "excluded", "analysed", "analysed_short", "analysed_moderate", "analysed_long"]
-    ].rename(
-        columns={
-            "trial_id": "Trial",
-            "received": "Received",
-            "excluded": "Excluded",
-            "analysed": "Analysed",
-            "analysed_short": "Short",
-            "analysed_moderate": "Moderate",
-            "analysed_long": "Long",
-        }
-    )
-    g = _gt(df, "Participants received, excluded and analysed per trial and follow-up window")
-    return g.tab_spanner("Analysed with outcome data", ["Short", "Moderate", "Long"])
-
-
-def exclusion_reasons(rep: Report) -> GT:
-    ex = rep.exclusions
-    ex = ex.assign(reason_code=ex.reason.str.split(":").str[0])
-    df = ex.groupby(["trial_id", "reason_code"]).size().rename("Records").reset_index().rename(
-        columns={"trial_id": "Trial", "reason_code": "Reason"})
-    return _gt(
-        df,
-        "Raw records excluded, by trial and reason",
-        source="Each record is listed with its source row in data/derived/exclusions.csv.",
-    )
-
+# ----------------------------------------------------------------------------- sensitivity
 
 SENSITIVITY_LABEL = {
     "overall": "Primary: one-stage REML, Satterthwaite",
@@ -246,39 +340,33 @@ def sensitivity_comparison_data(rep: Report, window="short") -> pd.DataFrame:
                 & both.comparison.isin(["none_usual_care", "other_conservative"])]
     rows = []
     for (c, o), g in both.groupby(["comparison", "outcome"], sort=False):
+        group = f"{OUTCOME_LABEL[o].capitalize()}, exercise vs {COMPARISON_LABEL[c]}"
         for name, label in SENSITIVITY_LABEL.items():
             r = g[g.analysis == name]
             if r.empty:
                 continue
             r = r.iloc[0]
-            rows.append({"Comparison": COMPARISON_LABEL[c], "Outcome": OUTCOME_LABEL[o], "Analysis": label,
-                         "Trials": r.n_trials, "Estimate": r.estimate, "CI low": r.ci_low, "CI high": r.ci_high,
-                         "tau²": r.tau2})
+            rows.append({"Result": group, "Analysis": label, "Trials": _int(r.n_trials),
+                         "Mean difference (95% CI)": _est_ci(r.estimate, r.ci_low, r.ci_high),
+                         "τ²": _num(r.tau2)})
         loo = g[g.analysis.str.startswith("leave_out:")]
         if len(loo):
-            rows.append(
-                {
-                    "Comparison": COMPARISON_LABEL[c],
-                    "Outcome": OUTCOME_LABEL[o],
-                    "Analysis": "Leave one trial out: range of estimates",
-                    "Trials": loo.n_trials.min(),
-                    "Estimate": np.nan,
-                    "CI low": loo.estimate.min(),
-                    "CI high": loo.estimate.max(),
-                    "tau²": np.nan,
-                }
-            )
+            rows.append({"Result": group, "Analysis": "Leave one trial out: smallest to largest estimate",
+                         "Trials": _int(loo.n_trials.min()),
+                         "Mean difference (95% CI)": _range(loo.estimate.min(), loo.estimate.max()), "τ²": DASH})
     return pd.DataFrame(rows)
+
+
+def _int(x) -> str:
+    return f"{int(x)}" if np.isfinite(x) else DASH
 
 
 def sensitivity_comparison(rep: Report, window="short") -> GT:
     df = sensitivity_comparison_data(rep, window)
-    g = _gt(df, f"Primary and sensitivity analyses, {window} term (mean difference, 0-100)",
-            source="For leave-one-out, the two interval columns give the smallest and largest estimate.")
-    g = g.fmt_number(columns=["Estimate", "CI low", "CI high", "tau²"], decimals=1).tab_spanner(
-        "95% CI", ["CI low", "CI high"]
-    )
-    return g
+    return _gt(df, "Mean differences on the 0-100 scale, exercise minus comparison (negative favours exercise). "
+                   "Two-stage: per-trial ANCOVA estimates pooled with the tau² estimator named.",
+               groups="Result", stub="Analysis",
+               widths={"Analysis": "50%", "Trials": "10%", "Mean difference (95% CI)": "28%", "τ²": "12%"})
 
 
 def mi_modifier_data(rep: Report, window="short") -> pd.DataFrame:
@@ -287,37 +375,28 @@ def mi_modifier_data(rep: Report, window="short") -> pd.DataFrame:
     cc = m[(m.window == window) & m.term.isin(mi.term.unique())]
     keep = ["comparison", "outcome", "term", "n_trials", "estimate", "ci_low", "ci_high"]
     df = mi[keep + ["fmi"]].merge(cc[keep], on=["comparison", "outcome", "term"], suffixes=("_mi", "_cc"))
-    return pd.DataFrame(
-        {
-            "Comparison": df.comparison.map(COMPARISON_LABEL),
-            "Outcome": df.outcome.map(OUTCOME_LABEL),
-            "Covariate": df.term.str.split(":").str[1].map(COVARIATE_LABEL),
-            "CC trials": df.n_trials_cc,
-            "CC estimate": df.estimate_cc,
-            "CC CI low": df.ci_low_cc,
-            "CC CI high": df.ci_high_cc,
-            "MI trials": df.n_trials_mi,
-            "MI estimate": df.estimate_mi,
-            "MI CI low": df.ci_low_mi,
-            "MI CI high": df.ci_high_mi,
-            "FMI": df.fmi,
-        }
-    )
+    return pd.DataFrame({
+        "Result": [f"{OUTCOME_LABEL[o].capitalize()}, exercise vs {COMPARISON_LABEL[c]}"
+                   for c, o in zip(df.comparison, df.outcome)],
+        "Covariate": df.term.str.split(":").str[1].map(COVARIATE_LABEL),
+        "CC trials": df.n_trials_cc.map(_int),
+        "Complete cases (95% CI)": [_est_ci(a, b, c, 2)
+                                    for a, b, c in zip(df.estimate_cc, df.ci_low_cc, df.ci_high_cc)],
+        "MI trials": df.n_trials_mi.map(_int),
+        "Multiple imputation (95% CI)": [_est_ci(a, b, c, 2)
+                                         for a, b, c in zip(df.estimate_mi, df.ci_low_mi, df.ci_high_mi)],
+        "FMI": df.fmi.map(lambda v: _num(v, 2)),
+    })
 
 
 def mi_modifiers(rep: Report, window="short") -> GT:
     df = mi_modifier_data(rep, window)
-    g = _gt(
-        df,
-        "Within-trial interactions: complete cases (CC) and multiple imputation (MI)",
-        source="MI: 20 imputations by chained equations within trials, covariates a trial never measured drawn with a "
-        "random trial intercept; Rubin's rules with Barnard-Rubin df. FMI: fraction of missing information.",
-    )
-    g = g.fmt_number(columns=[c for c in df.columns if "estimate" in c or "CI" in c], decimals=2).fmt_number(
-        columns=["FMI"], decimals=2
-    )
-    return g.tab_spanner("Complete cases", ["CC trials", "CC estimate", "CC CI low", "CC CI high"]).tab_spanner(
-        "Multiple imputation", ["MI trials", "MI estimate", "MI CI low", "MI CI high", "FMI"])
+    note = ("Within-trial interactions (change in the exercise effect per unit of the covariate). MI: 20 imputations "
+            "by chained equations within trials; covariates a trial never measured drawn with a random trial "
+            "intercept; Rubin’s rules with Barnard-Rubin df. FMI: fraction of missing information.")
+    return _gt(df, note, groups="Result", stub="Covariate", font="8pt",
+               widths={"Covariate": "26%", "CC trials": "9%", "Complete cases (95% CI)": "24%", "MI trials": "9%",
+                       "Multiple imputation (95% CI)": "24%", "FMI": "8%"})
 
 
 def model_notes_data(rep: Report) -> pd.DataFrame:
@@ -327,34 +406,147 @@ def model_notes_data(rep: Report) -> pd.DataFrame:
     for name, df in (("estimates", rep.estimates), ("modifiers", rep.modifiers), ("sensitivity", rep.sensitivity)):
         if df is None:
             continue
-        d = df[
-            df.note.notna()
-            & (df.note != "")
-            & ~df.note.str.startswith(("across-trial", "I²", "fraction", "common-effect model"))
-        ]
-        d = d.assign(file=name)
-        frames.append(d)
+        d = df[df.note.notna() & (df.note != "")
+               & ~df.note.str.startswith(("across-trial", "I²", "fraction", "common-effect model"))]
+        frames.append(d.assign(file=name))
     notes = pd.concat(frames, ignore_index=True)
-    kinds = {"boundary": "tau² at the boundary (0)", "not estimable": "not estimable",
+    kinds = {"boundary": "τ² estimated at the boundary (0)", "not estimable": "not estimable",
              "separation": "separation in a trial (its own slope infinite)",
-             "without variation": "trials without events set aside", "fewer than": "too few trials for tau²"}
+             "without variation": "trials without events set aside", "fewer than": "too few trials for τ²"}
     rows = []
     for key, label in kinds.items():
         hit = notes[notes.note.str.contains(key)]
         for f, g in hit.groupby("file"):
             ex = g.iloc[0]
-            rows.append({"Issue": label, "Results file": f, "Fits": len(g),
+            rows.append({"Issue": label, "Results file": f"{f}.csv", "Fits": len(g),
                          "Example": f"{ex.analysis}, {ex.comparison}, {ex.outcome}, {ex.window}, {ex.term}"})
-    failed = [(n, df) for n, df in (("estimates", rep.estimates), ("modifiers", rep.modifiers),
-                                    ("sensitivity", rep.sensitivity)) if df is not None]
-    for f, df in failed:
+    for f, df in (("estimates", rep.estimates), ("modifiers", rep.modifiers), ("sensitivity", rep.sensitivity)):
+        if df is None:
+            continue
         bad = df[(df.converged == False) & df.estimate.notna()]  # noqa: E712
         if len(bad):
-            rows.append({"Issue": "optimiser did not converge", "Results file": f, "Fits": len(bad),
+            rows.append({"Issue": "optimiser did not converge", "Results file": f"{f}.csv", "Fits": len(bad),
                          "Example": f"{bad.iloc[0].analysis}, {bad.iloc[0].term}"})
     return pd.DataFrame(rows, columns=["Issue", "Results file", "Fits", "Example"])
 
 
 def model_notes(rep: Report) -> GT:
-    return _gt(model_notes_data(rep), "Flagged model fits",
-               source="Each flagged fit carries its note in the 'note' column of its results file.")
+    return _gt(model_notes_data(rep), "Each flagged fit carries its note in the note column of its results file.",
+               groups="Issue", widths={"Results file": "22%", "Fits": "8%", "Example": "70%"})
+
+
+# ----------------------------------------------------------------------------- appendices
+
+
+RECODING_COLUMNS = {
+    "rescaled": "Outcomes rescaled to 0-100", "recoded": "Covariates recoded", "derived": "Derived or converted",
+    "not measured": "Not measured", "other": "Columns dropped or not used; follow-up outside the windows",
+}
+
+
+def _recoding_kind(step: str) -> str:
+    if step.endswith("rescaled"):
+        return "rescaled"
+    if step.endswith("recoded"):
+        return "recoded"
+    if step.endswith(("derived", "converted")):
+        return "derived"
+    return "not measured" if step == "covariates not measured" else "other"
+
+
+def recoding_table_data(rep: Report) -> pd.DataFrame:
+    """The harmonisation log, one row per trial and one column per kind of step."""
+    log = rep.harmonisation_log.copy()
+    log["kind"] = log.step.map(_recoding_kind)
+    subject = log.step.str.replace(r" (rescaled|recoded|derived|converted)$", "", regex=True)
+    detail = (log.detail.str.replace(" -> ", " → ", regex=False).str.replace("^2", "²", regex=False)
+              .str.replace(r": 100 x \(x - [\d.]+\) / [\d.]+(, reversed.*)?$", "", regex=True))  # formula: see methods
+    named = subject.str.replace("_", " ") + ": " + detail
+    log["text"] = np.where(log.kind.isin(["rescaled", "recoded", "derived"]), named,
+                           np.where(log.kind == "other", log.step + ": " + detail, detail.str.replace("_", " ")))
+    table = log.groupby(["trial_id", "kind"], sort=False).text.agg("; ".join).unstack()
+    table = table.reindex(columns=list(RECODING_COLUMNS)).rename(columns=RECODING_COLUMNS)
+    return table.reset_index().rename(columns={"trial_id": "Trial"})
+
+
+def recoding_table(rep: Report) -> GT:
+    df = recoding_table_data(rep)
+    return _gt(df, "From data/derived/harmonisation_log.csv, which lists each step on its own row.", font="7.5pt",
+               widths={"Trial": "5%", RECODING_COLUMNS["rescaled"]: "27%", RECODING_COLUMNS["recoded"]: "22%",
+                       RECODING_COLUMNS["derived"]: "17%", RECODING_COLUMNS["not measured"]: "11%",
+                       RECODING_COLUMNS["other"]: "18%"})
+
+
+def reference_table(agreement: pd.DataFrame) -> GT:
+    df = agreement.assign(**{
+        "Reference value": agreement["Reference value"].map(lambda v: f"{v:.6g}"),
+        "This project": agreement["This project"].map(lambda v: f"{v:.6g}"),
+        "Relative difference": agreement["Relative difference"].map(lambda v: f"{v:.1e}"),
+    })
+    return _gt(df, "Reference values as published by the implementation named (R 4.2.2; metafor 3.8-1, lme4 1.1-31, "
+                   "lmerTest 3.1-3); relative difference = |ours − reference| / |reference|.",
+               groups="Reference", stub="Quantity")
+
+
+def truth_table(recovery: pd.DataFrame) -> GT:
+    df = pd.DataFrame({
+        "Result": [f"{OUTCOME_LABEL[o].capitalize()}, exercise vs {COMPARISON_LABEL[c]}"
+                   for c, o in zip(recovery.Comparison, recovery.Outcome)],
+        "Quantity": recovery.Term.map(lambda t: "Overall effect" if t == "exercise"
+                                      else f"Interaction: {COVARIATE_LABEL[t.split(':')[1]].lower()}"),
+        "Truth": recovery.Truth.map(lambda v: fmt(v, 2)),
+        "Estimate (95% CI)": [_est_ci(e, lo, hi, 2) for e, lo, hi in
+                              zip(recovery.Estimate, recovery["CI low"], recovery["CI high"])],
+        "Covered": recovery.Covered.map({True: "yes", False: "no"}),
+    })
+    return _gt(df, "Short-term results; overall effects are mean differences (0-100), interactions the change in the "
+                   "effect per unit of the covariate.", groups="Result", stub="Quantity")
+
+
+def packages_table(packages: dict, python: str) -> GT:
+    df = pd.DataFrame(sorted(packages.items()), columns=["Package", "Version"])
+    return _gt(pd.concat([pd.DataFrame([{"Package": "Python", "Version": python}]), df], ignore_index=True))
+
+
+def checksums_table(inputs: dict) -> GT:
+    df = pd.DataFrame(sorted((k, v) for k, v in inputs.items() if not k.startswith("analysis/")),
+                      columns=["File", "SHA-256"])
+    df["Folder"] = df.File.str.split("/").str[0].map({"specs": "Trial specifications (data/specs)",
+                                                      "raw": "Raw data files (data/raw)"}).fillna("Other")
+    df["File"] = df.File.str.split("/").str[-1]
+    df["SHA-256"] = df["SHA-256"].str[:16]
+    return _gt(df, "First 16 hexadecimal digits; the full checksums are in results/provenance.json.",
+               groups="Folder", font="8pt")
+
+
+BENCHMARK_ROWS = {
+    "harmonise_rows_per_s": ("Harmonisation (participants per second)", 0),
+    "one_fit_s": ("One continuous one-stage fit (ms)", None),
+    "mixedlm_s": ("statsmodels MixedLM, same model and sample (s)", 2),
+    "speedup": ("Speed-up over MixedLM (×)", 0),
+    "all_overall_s": ("All overall analyses (s)", 1),
+    "modifiers_s": ("All modifier analyses (s)", 1),
+    "sensitivity_s": ("All sensitivity analyses, m = 20 (s)", 1),
+    "all_s": ("Whole pipeline, python -m analysis all (s)", 1),
+    "peak_rss_gib": ("Peak memory of the pipeline (GiB)", 2),
+}
+
+
+def benchmarks_table(bench: pd.DataFrame) -> GT:
+    """Measures (rows) by data size (columns): narrow enough for any page."""
+    columns = {}
+    for r in bench.to_dict("records"):
+        name = f"{int(r['trials']):,} trials, {int(r['participants']):,}"
+        col = []
+        for key, (_, digits) in BENCHMARK_ROWS.items():
+            v = r.get(key, np.nan)
+            if v is None or not np.isfinite(v):
+                col.append("not run")
+            elif digits is None:
+                col.append(f"{1000 * v:.1f}")
+            else:
+                col.append(f"{v:,.{digits}f}")
+        columns[name] = col
+    df = pd.DataFrame({"Measure": [label for label, _ in BENCHMARK_ROWS.values()], **columns})
+    return _gt(df, "Measured with python -m benchmarks.run on the machine described in benchmarks/README.md.",
+               stub="Measure")

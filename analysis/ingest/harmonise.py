@@ -460,8 +460,8 @@ def trials_table(results: list[TrialResult]) -> pd.DataFrame:
 
 def instruments_table() -> pd.DataFrame:
     """Every known instrument and its rescaling to 0-100 (for the methods chapter)."""
-    return pd.DataFrame([{"name": i.name, "label": i.label, "domain": i.domain, "low": i.low, "high": i.high,
-                          "higher_is_worse": i.higher_is_worse, "resolution": i.resolution}
+    return pd.DataFrame([{"name": i.name, "label": i.label, "short": i.short, "domain": i.domain, "low": i.low,
+                          "high": i.high, "higher_is_worse": i.higher_is_worse, "resolution": i.resolution}
                          for i in INSTRUMENTS.values()])
 
 

@@ -18,6 +18,7 @@ class Instrument:
     high: float
     higher_is_worse: bool
     resolution: float  # smallest step of the raw scale
+    short: str = ""  # abbreviation for tables
 
     def to_0_100(self, x):
         """Linear map of [low, high] to [0, 100], reversed when higher is better."""
@@ -39,17 +40,17 @@ class Instrument:
 INSTRUMENTS = {
     i.name: i
     for i in [
-        Instrument("vas_100", "Visual analogue scale, 0-100 mm", "pain", 0, 100, True, 1),
-        Instrument("vas_10", "Visual analogue scale, 0-10 cm", "pain", 0, 10, True, 0.1),
-        Instrument("nrs_10", "Numeric rating scale, 0-10", "pain", 0, 10, True, 1),
-        Instrument("rmdq_24", "Roland-Morris Disability Questionnaire, 0-24", "function", 0, 24, True, 1),
-        Instrument("rmdq_23", "Roland-Morris Disability Questionnaire (23-item), 0-23", "function", 0, 23, True, 1),
-        Instrument("odi_100", "Oswestry Disability Index, 0-100 %", "function", 0, 100, True, 2),
-        Instrument("odi_50", "Oswestry Disability Index, raw score 0-50", "function", 0, 50, True, 1),
-        Instrument("quebec_100", "Quebec Back Pain Disability Scale, 0-100", "function", 0, 100, True, 1),
-        Instrument(
-            "psfs_10", "Patient-Specific Functional Scale, 0-10 (higher = better)", "function", 0, 10, False, 0.1
-        ),
+        Instrument("vas_100", "Visual analogue scale, 0-100 mm", "pain", 0, 100, True, 1, "VAS 0-100"),
+        Instrument("vas_10", "Visual analogue scale, 0-10 cm", "pain", 0, 10, True, 0.1, "VAS 0-10"),
+        Instrument("nrs_10", "Numeric rating scale, 0-10", "pain", 0, 10, True, 1, "NRS 0-10"),
+        Instrument("rmdq_24", "Roland-Morris Disability Questionnaire, 0-24", "function", 0, 24, True, 1, "RMDQ-24"),
+        Instrument("rmdq_23", "Roland-Morris Disability Questionnaire (23-item), 0-23", "function", 0, 23, True, 1,
+                   "RMDQ-23"),
+        Instrument("odi_100", "Oswestry Disability Index, 0-100 %", "function", 0, 100, True, 2, "ODI %"),
+        Instrument("odi_50", "Oswestry Disability Index, raw score 0-50", "function", 0, 50, True, 1, "ODI 0-50"),
+        Instrument("quebec_100", "Quebec Back Pain Disability Scale, 0-100", "function", 0, 100, True, 1, "QBPDS"),
+        Instrument("psfs_10", "Patient-Specific Functional Scale, 0-10 (higher = better)", "function", 0, 10, False,
+                   0.1, "PSFS"),
     ]
 }
 

@@ -154,7 +154,11 @@ def test_one_and_two_stage_agree_on_large_trials(demo_run):
     r = rows[0]
     assert r["estimate"] == pytest.approx(0.5, abs=3 * r["se"])
     assert abs(r["two_stage_estimate"] - r["estimate"]) < r["se"] and r["two_stage_disagrees"] is False
-    assert 0 <= r["nonlinearity_p"] <= 1 and len(curve) == 25
+    assert 0 <= r["nonlinearity_p"] <= 1 and (curve.kind == "curve").sum() == 25
+    deciles = curve[curve.kind == "decile"].value.to_numpy()  # where the data are: nine increasing deciles
+    assert len(deciles) == 9 and np.all(np.diff(deciles) > 0)
+    grid = curve[curve.kind == "curve"].value
+    assert grid.min() <= deciles.min() and deciles.max() <= grid.max()  # inside the 5th-95th percentile grid
 
 
 def test_covariate_measured_in_one_trial_is_not_estimable(demo_run):

@@ -1,8 +1,12 @@
-"""The book, without the Quarto CLI: every chapter executes in a real Jupyter kernel from
-the project root (Quarto's execute-dir: project), and the project is statically sound."""
+"""The book, without the Quarto CLI: every chapter executes in a real Jupyter kernel from the
+project root (Quarto's execute-dir: project, with the inline figure backend Quarto sets up),
+and what the cells emit is checked the way a reader would see it: every figure cell gives
+exactly one image, every table cell one table, nothing is written to stderr, and every
+cross-reference points at a label whose cell produced its figure or table."""
 
 import re
 
+import nbformat
 import pytest
 from nbclient import NotebookClient
 
@@ -10,7 +14,11 @@ from analysis.paths import PROJECT_ROOT
 from tests.book.chapters import (
     CELL,
     INLINE,
+    QUARTO_SETUP,
+    REFERENCE,
+    SECTION,
     book_files,
+    cell_label,
     expand,
     notebook,
     prose,
@@ -19,6 +27,7 @@ from tests.book.chapters import (
 
 FILES = book_files()
 EXECUTABLE = [f for f in FILES if notebook(f).cells]  # the references page has no code
+IMAGE_TYPES = ("image/png", "image/svg+xml", "image/jpeg")
 
 
 def test_quarto_config_points_at_existing_files():
@@ -31,34 +40,20 @@ def test_quarto_config_points_at_existing_files():
         assert (PROJECT_ROOT / cfg[key]).exists()
     assert (PROJECT_ROOT / cfg["project"]["pre-render"]).exists()
     assert set(cfg["format"]) == {"html", "typst", "docx"} and cfg["format"]["typst"]["citeproc"] is True
+    for fmt in ("html", "typst"):
+        for key in ("css", "include-in-header"):
+            if key in cfg["format"][fmt]:
+                assert (PROJECT_ROOT / cfg["format"][fmt][key]).exists()
     for f in FILES:  # every include resolves
         expand(f)
 
 
-def _labels_and_refs():
-    labels, refs = set(), set()
-    for f in FILES:
-        text = expand(f)
-        labels |= set(re.findall(r"#\|\s*label:\s*((?:fig|tbl)-[\w-]+)", text))
-        labels |= set(re.findall(r"\{#(sec-[\w-]+)", text))
-        refs |= set(re.findall(r"(?<![\w])@((?:fig|tbl|sec)-[\w-]+)", prose(text)))
-    return labels, refs
-
-
-def test_every_cross_reference_has_a_label():
-    labels, refs = _labels_and_refs()
-    assert refs, "the text cross-references its figures and tables"
-    assert refs <= labels, refs - labels
-
-
-def test_every_figure_and_table_is_labelled_captioned_and_referenced():
-    labels, refs = _labels_and_refs()
+def test_every_figure_and_table_is_labelled_and_captioned():
     for f in FILES:
         for body in CELL.findall(expand(f)):
             label = re.search(r"#\|\s*label:\s*((fig|tbl)-[\w-]+)", body)
             if label:
                 assert re.search(rf"#\|\s*{label.group(2)}-cap:", body), label.group(1)
-    assert {lab for lab in labels if lab.startswith(("fig-", "tbl-"))} <= refs
 
 
 def test_every_citation_is_in_the_bibliography():
@@ -89,19 +84,107 @@ def test_no_hard_coded_result_numbers_in_prose(demo_results):
             assert not re.search(rf"(?<![\w.]){re.escape(plain)}(?![\d])", text), (f.name, number)
 
 
-@pytest.mark.parametrize("path", EXECUTABLE, ids=[f.name for f in EXECUTABLE])
-def test_chapter_executes_in_a_jupyter_kernel(path, demo_results, monkeypatch):
-    monkeypatch.setenv("IPD_DATA_DIR", str(demo_results.paths.data_dir))
-    monkeypatch.setenv("IPD_RESULTS_DIR", str(demo_results.paths.results_dir))
-    monkeypatch.setenv("QUARTO_PROJECT_ROOT", str(PROJECT_ROOT))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = notebook(path)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(PROJECT_ROOT)}})
-    client.execute()
+# ----------------------------------------------------------------------------- executed chapters
+
+
+@pytest.fixture(scope="module")
+def executed(demo_results, tmp_path_factory):
+    """Every chapter run once in its own kernel, as Quarto runs it for one format."""
+    import os
+
+    env = {"IPD_DATA_DIR": str(demo_results.paths.data_dir), "IPD_RESULTS_DIR": str(demo_results.paths.results_dir),
+           "QUARTO_PROJECT_ROOT": str(PROJECT_ROOT), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        out = {}
+        for path in EXECUTABLE:
+            nb = notebook(path)
+            nb.cells.insert(0, nbformat.v4.new_code_cell(QUARTO_SETUP))
+            NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                           resources={"metadata": {"path": str(PROJECT_ROOT)}}).execute()
+            out[path.name] = nb
+        return out
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _images(cell):
+    return [o for o in cell.get("outputs", []) if any(m in o.get("data", {}) for m in IMAGE_TYPES)]
+
+
+def _tables(cell):
+    return [o for o in cell.get("outputs", []) if "<table" in o.get("data", {}).get("text/html", "")]
+
+
+def _emitted_labels(executed):
+    """Labels whose cell produced what its prefix promises: one image (fig-) or table (tbl-)."""
+    labels = set()
+    for nb in executed.values():
+        for cell in nb.cells:
+            label = cell_label(cell)
+            if label and ((label.startswith("fig-") and len(_images(cell)) == 1)
+                          or (label.startswith("tbl-") and len(_tables(cell)) == 1)):
+                labels.add(label)
+    return labels
+
+
+@pytest.mark.parametrize("name", [f.name for f in EXECUTABLE])
+def test_chapter_cells_emit_what_the_reader_sees(executed, name):
+    nb = executed[name]
     for cell in nb.cells:
+        label = cell_label(cell)
         for out in cell.get("outputs", []):
-            assert out.get("output_type") != "error", (path.name, cell.source, out.get("evalue"))
+            assert out.get("output_type") != "error", (name, cell.source[:80], out.get("evalue"))
+            assert not (out.get("output_type") == "stream" and out.get("name") == "stderr"), (name, out.get("text"))
+        if label and label.startswith("fig-"):
+            assert len(_images(cell)) == 1, (name, label, [list(o.get("data", {})) for o in cell.outputs])
+            assert not _tables(cell), (name, label)
+        if label and label.startswith("tbl-"):
+            assert len(_tables(cell)) == 1, (name, label)
+            assert not _images(cell), (name, label)
     inline = [c for c in nb.cells if c.source.startswith("str(")]
     for cell in inline:  # inline values render as text, never as 'nan' or a Python repr of an object
         text = cell.outputs[0]["data"]["text/plain"]
-        assert not re.search(r"\bnan\b", text.lower()) and " object at 0x" not in text, (path.name, cell.source, text)
+        assert not re.search(r"\bnan\b", text.lower()) and " object at 0x" not in text, (name, cell.source, text)
+
+
+def test_every_cross_reference_resolves_to_an_emitted_label(executed):
+    emitted = _emitted_labels(executed)
+    sections = {s for f in FILES for s in SECTION.findall(expand(f))}
+    for f in FILES:
+        for ref in REFERENCE.findall(prose(expand(f))):
+            target = sections if ref.startswith("sec-") else emitted
+            assert ref in target, (f.name, ref)
+    figures_and_tables = {lab for f in FILES for body in CELL.findall(expand(f))
+                          for lab in re.findall(r"#\|\s*label:\s*((?:fig|tbl)-[\w-]+)", body)}
+    referenced = {r for f in FILES for r in REFERENCE.findall(prose(expand(f)))}
+    assert figures_and_tables <= emitted, figures_and_tables - emitted
+    assert figures_and_tables <= referenced, figures_and_tables - referenced  # the text cites each one
+
+
+def test_the_output_checks_can_fail(executed):
+    """A figure cell that emits nothing (what matplotlib.use('Agg') did) is caught."""
+    blank = nbformat.v4.new_code_cell("#| label: fig-blank\nx = 1")
+    blank.outputs = []
+    assert len(_images(blank)) == 0
+    assert "fig-blank" not in _emitted_labels({"x": nbformat.v4.new_notebook(cells=[blank])})
+
+
+def test_abstract_is_structured_and_at_most_250_words(executed):
+    """The abstract as printed (inline values filled in), up to the note about the report."""
+    index = next(f for f in FILES if f.name == "index.qmd")
+    text = prose(expand(index)).split("::::")[0]
+    values = iter(c.outputs[0]["data"]["text/plain"].strip("'\"") for c in executed["index.qmd"].cells
+                  if c.source.startswith("str("))
+    text = INLINE.sub(lambda _: next(values), text)
+    text = re.sub(r"^#.*$", "", text, flags=re.M)  # the heading
+    text = re.sub(r"\[@[^\]]+\]|\*\*", "", text)  # citations and bold markers
+    for heading in ("Objective.", "Design.", "Methods.", "Results.", "Conclusions."):
+        assert heading in text, heading
+    words = len(text.split())
+    assert 100 <= words <= 250, words
