@@ -49,8 +49,8 @@ def cmd_harmonise(args, paths: Paths) -> int:
     tables = harmonise(paths, progress=_progress)
     flow = tables["flow"]
     print(f"harmonised {len(flow)} trials: {flow.received.sum()} participants received, "
-          f"{flow.excluded.sum()} excluded (see exclusions.csv), {flow.analysed.sum()} in the master data "
-          f"-> {paths.derived}")
+          f"{flow.excluded.sum()} excluded (see exclusions.csv), {flow.analysed.sum()} in the master data, "
+          f"{flow.values_set_missing.sum()} values set missing (see value_issues.csv) -> {paths.derived}")
     return 0
 
 

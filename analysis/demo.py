@@ -13,7 +13,7 @@ seed. ``simulate`` returns the latent clean data that harmonisation must reprodu
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -79,7 +79,7 @@ class TrialDesign:
     trial_id: str
     n: int
     arms: tuple  # of (raw label, arm name, arm type)
-    fmt: str  # csv | csv_semicolon | xlsx | sav | dta
+    fmt: str  # csv | csv_semicolon | xlsx | sav | dta | xpt
     layout: str  # wide | long
     pain: str
     function: str
@@ -98,6 +98,10 @@ class TrialDesign:
     identifying: bool
     risk_of_bias: str
     setting: str
+    # how the trial team delivered the data, as real teams do
+    tables: str = "single"  # single | baseline+visits (a workbook: a readme, a baseline and a visits sheet)
+    date_style: str = "iso"  # iso | dmy (day-first dates, e.g. 03/11/2009)
+    codes: bool = False  # missing-value codes (-99, 999, -9) in scores and a covariate
 
     @property
     def extension(self) -> str:
@@ -193,7 +197,23 @@ def designs(n_trials: int = N_TRIALS, n_total: int = N_TOTAL) -> list[TrialDesig
                 setting=settings[int(rng.integers(len(settings)))],
             )
         )
-    return out
+    return [_delivery(d, i % 27) for i, d in enumerate(out)]
+
+
+def _delivery(d: TrialDesign, j: int) -> TrialDesign:
+    """How some trial teams deliver their data (by position in the demo's pattern, drawing no
+    random numbers, so every other design and every value stay as they were): a workbook with
+    a baseline sheet and a long visits sheet, day-first dates, missing-value codes, and a SAS
+    transport file."""
+    if j == 2 and d.fmt == "xlsx" and d.layout == "long":
+        return replace(d, tables="baseline+visits")
+    if j == 21 and d.age_mode == "birth_year" and d.fmt.startswith("csv"):
+        return replace(d, date_style="dmy")
+    if j == 10 and d.layout == "wide":
+        return replace(d, codes=True)
+    if j == 24 and d.fmt == "dta":
+        return replace(d, fmt="xpt")
+    return d
 
 
 # ----------------------------------------------------------------------------- latent data
@@ -359,7 +379,7 @@ def _visit_codes(d: TrialDesign) -> dict:
 
 def _build_raw(d: TrialDesign, p: pd.DataFrame, visits, ids, rng):
     names = _names(d)
-    numeric_codes = d.fmt in ("sav", "dta")
+    numeric_codes = d.fmt in ("sav", "dta", "xpt")
     w = pd.DataFrame({names["id"]: ids})
     labels = {}
     arm_lookup = {a[1]: a for a in d.arms}
@@ -376,7 +396,7 @@ def _build_raw(d: TrialDesign, p: pd.DataFrame, visits, ids, rng):
         enrol = [date(2008, 1, 1) + timedelta(days=int(x)) for x in rng.integers(0, 1500, d.n)]
         birth = [e - timedelta(days=int(a * 365.25 + rng.integers(0, 365))) for e, a in zip(enrol, p.age)]
         w[names["byear"]] = [float(b.year) for b in birth]
-        w[names["enrol"]] = [e.isoformat() for e in enrol]
+        w[names["enrol"]] = [e.strftime("%d/%m/%Y") if d.date_style == "dmy" else e.isoformat() for e in enrol]
         p["age"] = [(e - date(b.year, 7, 1)).days / 365.25 for e, b in zip(enrol, birth)]
     sex_codes = _sex_codes(d.sex_coding)
     w[names["sex"]] = _encode(p.female, sex_codes, numeric_codes)
@@ -450,6 +470,11 @@ def _build_raw(d: TrialDesign, p: pd.DataFrame, visits, ids, rng):
     return w, labels, long_rows, pd.concat(outcome_rows, ignore_index=True), names
 
 
+# Planted problems: a record whose participant or arm is unknown is excluded; a bad value is set
+# missing for its variable only (intention to treat): the latent variable it affects.
+VALUE_KINDS = {"out_of_range": "pain_bl", "implausible_bmi": "bmi", "non_numeric": "age"}
+
+
 def _plant_dirty(d, w, p, names, rng):
     """Plant dirty records; returns the (participant_id, kind) list."""
     dirty = []
@@ -491,11 +516,36 @@ def _plant_dirty(d, w, p, names, rng):
     return dirty
 
 
+def _plant_codes(d: TrialDesign, w: pd.DataFrame, p: pd.DataFrame, outcomes: pd.DataFrame, names, rng):
+    """Missing-value codes as trial teams write them: -99 for a pain score, 999 for a function
+    score, -9 for a covariate. The latent values they stand for become missing."""
+    ids = w[names["id"]].astype(str).to_numpy()
+    month = d.months[-1]
+    for outcome, code in (("pain", -99.0), ("function", 999.0)):
+        col = _fu_col(d, names, outcome, month)
+        present = np.flatnonzero(w[col].notna().to_numpy())
+        hit = rng.choice(present, size=max(1, len(present) // 20), replace=False)
+        w.loc[hit, col] = code
+        lost = outcomes.participant_id.isin(ids[hit]) & (outcomes.months == month)
+        outcomes.loc[lost, outcome] = np.nan
+    cov = next((c for c in ("heavy_work", "medication", "employed") if c in d.measured), None)
+    if cov is not None:
+        col = names[cov]
+        present = np.flatnonzero(w[col].notna().to_numpy())
+        hit = rng.choice(present, size=max(1, len(present) // 25), replace=False)
+        w[col] = w[col].astype(object)
+        w.loc[hit, col] = "-9"
+        p.loc[p.participant_id.isin(ids[hit]), cov] = np.nan
+    return outcomes[outcomes.pain.notna() | outcomes.function.notna()]
+
+
 def simulate(seed: int = 2020, n_trials: int = N_TRIALS, n_total: int = N_TOTAL) -> DemoData:
-    """Latent clean data and raw tables of the trials, deterministic for ``seed``."""
+    """Latent clean data and raw tables of the trials, deterministic for ``seed``. The latent
+    data are what harmonisation must give: a participant with a planted bad value keeps the
+    others (that variable is missing), and a record with an unknown identity or arm is dirty."""
     master = np.random.default_rng(seed)
     parts, outs, dirt, raw = [], [], [], {}
-    for d in designs(n_trials, n_total):
+    for i, d in enumerate(designs(n_trials, n_total)):
         rng = np.random.default_rng(master.integers(2**63))
         p, visits = _simulate_trial(d, rng)
         ids = _ids(d, rng)
@@ -503,17 +553,51 @@ def simulate(seed: int = 2020, n_trials: int = N_TRIALS, n_total: int = N_TOTAL)
         w, labels, long_rows, clean_out, names = _build_raw(d, p, visits, ids, rng)
         for pid, kind in _plant_dirty(d, w, p, names, rng):
             dirt.append((d.trial_id, str(pid), kind))
-        if d.layout == "long":
+        if d.codes:  # its own random stream: every other value stays as without codes
+            clean_out = _plant_codes(d, w, p, clean_out, names, np.random.default_rng([seed, i, 99]))
+        if d.tables == "baseline+visits":
+            w = _workbook(d, w, names, long_rows)
+        elif d.layout == "long":
             w = _to_long(d, w, names, long_rows, rng)
+        if d.date_style == "dmy":  # the first rows read either way (03/11/2009): nothing to guess from
+            day = pd.to_numeric(w[names["enrol"]].str[:2])
+            w = w.iloc[np.argsort((day > 12).to_numpy(), kind="stable")].reset_index(drop=True)
         raw[d.trial_id] = (w, labels)
         parts.append(p)
         outs.append(clean_out)
     participants = pd.concat(parts, ignore_index=True)
     dirty = pd.DataFrame(dirt, columns=["trial_id", "participant_id", "kind"])
-    # a duplicate ID makes both records with that ID dirty
-    participants["dirty"] = participants.set_index(["trial_id", "participant_id"]).index.isin(
-        dirty.set_index(["trial_id", "participant_id"]).index)
+    dirty["column"] = dirty.kind.map(VALUE_KINDS)
+    keys = participants.set_index(["trial_id", "participant_id"]).index
+    excluded = dirty[dirty.column.isna()].set_index(["trial_id", "participant_id"]).index
+    # a duplicate ID makes both records with that ID dirty (who is who is unknown)
+    participants["dirty"] = keys.isin(excluded)
+    for r in dirty[dirty.column.notna()].itertuples():
+        at = (participants.trial_id == r.trial_id) & (participants.participant_id == r.participant_id)
+        participants.loc[at, r.column] = np.nan
+        if r.column == "bmi":
+            participants.loc[at, "bmi_true"] = np.nan
     return DemoData(participants, pd.concat(outs, ignore_index=True), dirty, raw)
+
+
+def _workbook(d, w, names, long_rows) -> dict:
+    """The data as some teams send them: a readme sheet, one row per participant on a baseline
+    sheet, and the follow-up visits in long layout on a visits sheet whose id column is named
+    differently."""
+    codes = {v: k for k, v in _visit_codes(d).items()}
+    frames = []
+    for months, obs, pain, func in long_rows:
+        f = pd.DataFrame({f"{names['id']}_id": w[names["id"]], names["time"]: codes[float(months)],
+                          names["pain"]: pain, names["function"]: func})
+        frames.append(f[obs])
+    visits = pd.concat(frames, ignore_index=True)
+    order = pd.Categorical(visits[f"{names['id']}_id"], categories=pd.unique(w[names["id"]])).codes
+    visits = visits.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+    readme = pd.DataFrame({"About this workbook": [
+        f"Trial {d.trial_id}: one row per randomised participant on the sheet 'baseline';",
+        "follow-up visits, one row per visit, on the sheet 'visits'.",
+        f"Pain: {INSTRUMENTS[d.pain].label}. Function: {INSTRUMENTS[d.function].label}."]})
+    return {"readme": readme, "baseline": w, "visits": visits}
 
 
 def _to_long(d, w, names, long_rows, rng):
@@ -563,23 +647,36 @@ def write_raw(raw_dir, seed: int = 2020, data: DemoData | None = None, n_trials:
         elif d.fmt == "csv_semicolon":
             w.to_csv(path, index=False, sep=";", decimal=",")
         elif d.fmt == "xlsx":
-            w.to_excel(path, index=False, sheet_name="data")
+            sheets = w if isinstance(w, dict) else {"data": w}
+            with pd.ExcelWriter(path) as xl:
+                for name, sheet in sheets.items():
+                    sheet.to_excel(xl, index=False, sheet_name=name)
         else:
-            out = w.copy()
-            for c in out.columns:
-                if out[c].dtype == object:
-                    converted = pd.to_numeric(out[c], errors="coerce")
-                    if converted.notna().sum() == out[c].notna().sum():
-                        out[c] = converted
-                    else:
-                        out[c] = out[c].astype(str).where(out[c].notna(), "")
-            writer = pyreadstat.write_sav if d.fmt == "sav" else pyreadstat.write_dta
-            writer(out, str(path), variable_value_labels={k: v for k, v in labels.items() if k in out.columns})
+            out = _numeric_where_possible(w)
+            if d.fmt == "xpt":  # SAS transport, version 8 (long variable names)
+                pyreadstat.write_xport(out, str(path), file_format_version=8, table_name=d.trial_id)
+            else:
+                writer = pyreadstat.write_sav if d.fmt == "sav" else pyreadstat.write_dta
+                writer(out, str(path), variable_value_labels={k: v for k, v in labels.items() if k in out.columns})
         paths.append(path)
     # provenance: these files are the synthetic demo, made with this seed and this truth
     (raw_dir / "DEMO_SEED").write_text(f"{seed}\n")
     (raw_dir / "DEMO_TRUTH.json").write_text(json.dumps(truth_table(), indent=1) + "\n")
     return paths
+
+
+def _numeric_where_possible(w: pd.DataFrame) -> pd.DataFrame:
+    """Statistical packages store columns as numbers or as text: a column whose every value
+    reads as a number is written as one."""
+    out = w.copy()
+    for c in out.columns:
+        if out[c].dtype == object:
+            converted = pd.to_numeric(out[c], errors="coerce")
+            if converted.notna().sum() == out[c].notna().sum():
+                out[c] = converted
+            else:
+                out[c] = out[c].astype(str).where(out[c].notna(), "")
+    return out
 
 
 def spec_dict(d: TrialDesign) -> dict:
@@ -591,12 +688,25 @@ def spec_dict(d: TrialDesign) -> dict:
     if d.fmt == "xlsx":
         src["sheet"] = "data"
     spec = {"trial_id": d.trial_id, "title": f"Synthetic trial {d.trial_id}: {' vs '.join(a[1] for a in d.arms)}",
-            "setting": d.setting, "source": src}
+            "setting": d.setting}
+    if d.tables == "baseline+visits":
+        spec["sources"] = [dict(src, sheet="baseline", layout="wide"),
+                           dict(src, sheet="visits", layout="long", participant_id=f"{names['id']}_id")]
+    else:
+        spec["source"] = src
     if d.layout == "long":
-        spec["long"] = {"time_column": names["time"], "time_values": _visit_codes(d)}
+        visit_codes = _visit_codes(d)
+        if d.tables == "baseline+visits":  # the visits sheet holds follow-ups only
+            visit_codes = {k: v for k, v in visit_codes.items() if v > 0}
+        spec["long"] = {"time_column": names["time"], "time_values": visit_codes}
     spec["participant_id"] = names["id"]
     if d.identifying:
         spec["drop_identifying"] = ["name", "date_of_birth", "email"]
+    if d.codes:
+        spec["missing_values"] = [-99, 999]
+        cov_col = next((names[c] for c in ("heavy_work", "medication", "employed") if c in d.measured), None)
+        if cov_col:
+            spec["missing_values_by_column"] = {cov_col: [-9]}
     if d.arm_coding == "numeric":
         spec["arm"] = {
             "column": names["arm"],
@@ -610,6 +720,8 @@ def spec_dict(d: TrialDesign) -> dict:
         o = {"instrument": getattr(d, outcome), "baseline": _bl_col(d, names, outcome)}
         if d.layout == "wide":
             o["followup"] = {float(m): _fu_col(d, names, outcome, m) for m in d.months}
+        elif d.tables == "baseline+visits":  # baseline on its own sheet, follow-ups in the visits sheet
+            o["column"] = names[outcome]
         else:
             o["baseline"] = names[outcome]
             o["column"] = names[outcome]
@@ -621,6 +733,8 @@ def spec_dict(d: TrialDesign) -> dict:
         if d.age_mode == "direct"
         else {"birth_year": names["byear"], "enrolment_date": names["enrol"]}
     )
+    if d.date_style == "dmy":
+        cov["age"]["date_format"] = "%d/%m/%Y"
     cov["female"] = {"column": names["sex"], "codes": _sex_codes(d.sex_coding)}
     if "bmi" in d.measured:
         if d.bmi_mode == "direct":

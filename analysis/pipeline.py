@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 from analysis.errors import InputError
+from analysis.ingest.guards import cross_trial_problems, spec_problems
 from analysis.ingest.harmonise import harmonise_all, harmonise_trial
-from analysis.ingest.schema import OUTCOMES, PARTICIPANTS, validate
+from analysis.ingest.schema import EXCLUSIONS, OUTCOMES, PARTICIPANTS, VALUE_ISSUES, validate
 from analysis.ingest.spec import load_spec
 from analysis.io import write_csv
 from analysis.paths import Paths
@@ -16,8 +17,8 @@ __all__ = ["harmonise", "check", "fit", "DERIVED_TABLES"]
 
 log = logging.getLogger(__name__)
 
-DERIVED_TABLES = ("participants", "outcomes", "exclusions", "flow", "trials", "harmonisation_log", "visits",
-                  "instruments")
+DERIVED_TABLES = ("participants", "outcomes", "exclusions", "value_issues", "flow", "trials", "harmonisation_log",
+                  "visits", "instruments")
 
 
 def harmonise(paths: Paths, progress=None) -> dict:
@@ -29,6 +30,8 @@ def harmonise(paths: Paths, progress=None) -> dict:
             bar.close()
         validate(tables["participants"], PARTICIPANTS, "participants")
         validate(tables["outcomes"], OUTCOMES, "outcomes")
+        validate(tables["exclusions"], EXCLUSIONS, "exclusions")
+        validate(tables["value_issues"], VALUE_ISSUES, "value_issues")
         for row in tables["flow"].itertuples():
             log.info(
                 "%s: %d received, %d excluded, %d analysed", row.trial_id, row.received, row.excluded, row.analysed
@@ -40,22 +43,36 @@ def harmonise(paths: Paths, progress=None) -> dict:
 
 
 def check(paths: Paths) -> tuple[list[str], list[str]]:
-    """Every problem with specs and raw files (not only the first), and notes on row-level
-    exclusions, which are logged rather than fatal."""
+    """Every problem with specs and raw files (not only the first): specs that do not load or
+    match their files, specs that look wrong (one reason hitting more than a tenth of a trial's
+    records or a column's values), two specs reading one table, two trials holding the same
+    participants. Notes count the records to be excluded and the values to be set missing."""
     problems, notes = [], []
     spec_files = sorted(p for p in paths.specs.glob("*.yaml") if not p.name.startswith("_"))
     if not spec_files:
         return [f"no trial specs in {paths.specs}"], notes
+    specs, results = [], []
     for path in spec_files:
         try:
             spec = load_spec(path)
+        except InputError as exc:
+            problems.append(exc.message())
+            continue
+        specs.append(spec)
+    problems += cross_trial_problems(specs)
+    for spec in specs:
+        try:
             result = harmonise_trial(spec, paths.raw)
         except InputError as exc:
             problems.append(exc.message())
             continue
-        if len(result.exclusions):
-            notes.append(f"{spec.trial_id}: {len(result.exclusions)} raw record(s) will be excluded with a reason "
-                         f"(see exclusions.csv after `harmonise`)")
+        results.append(result)
+        problems += spec_problems(result)
+        if len(result.exclusions) or len(result.value_issues):
+            notes.append(f"{spec.trial_id}: {len(result.exclusions)} raw record(s) will be excluded and "
+                         f"{len(result.value_issues)} value(s) set missing or not used, each with a reason "
+                         "(exclusions.csv and value_issues.csv after `harmonise`)")
+    problems += [p for p in cross_trial_problems(specs, results) if p not in problems]
     return problems, notes
 
 

@@ -15,7 +15,12 @@ def test_totals_and_design_mix():
     assert sum(k == ("exercise", "none_usual_care") and len(d.arms) == 2 for k, d in zip(kinds, ds)) == 15
     assert sum(k == ("exercise", "other_conservative") for k in kinds) == 10
     assert sum(len(d.arms) == 3 for d in ds) == 2
-    assert {d.fmt for d in ds} == {"csv", "csv_semicolon", "xlsx", "sav", "dta"}
+    assert {d.fmt for d in ds} == {"csv", "csv_semicolon", "xlsx", "sav", "dta", "xpt"}
+    # delivered as real trial teams deliver: several tables, day-first dates, missing-value codes
+    assert [d.trial_id for d in ds if d.tables == "baseline+visits"] == ["T03"]
+    assert [d.trial_id for d in ds if d.date_style == "dmy"] == ["T22"]
+    assert [d.trial_id for d in ds if d.codes] == ["T11"]
+    assert [d.trial_id for d in ds if d.fmt == "xpt"] == ["T25"]
     assert {d.layout for d in ds} == {"wide", "long"}
     assert {d.pain for d in ds} == {"vas_100", "vas_10", "nrs_10"}
     assert {d.function for d in ds} == {"rmdq_24", "rmdq_23", "odi_100", "odi_50", "quebec_100", "psfs_10"}

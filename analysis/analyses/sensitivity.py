@@ -41,7 +41,7 @@ __all__ = ["SENSITIVITY_COLUMNS", "sensitivity_estimates", "two_stage_rows", "le
 
 SENSITIVITY_COLUMNS = RESULT_COLUMNS + ["fmi"]
 # imputed values are kept inside the plausible ranges (covariates) and the 0-100 scales (outcomes)
-IMPUTED_RANGES = {**PLAUSIBLE, "pain": (0.0, 100.0), "function": (0.0, 100.0)}
+IMPUTED_RANGES = {**PLAUSIBLE, **{v: (0.0, 100.0) for v in ("pain", "function", "pain_bl", "function_bl")}}
 PRIMARY = [(c, o, "short") for c in ("none_usual_care", "other_conservative") for o in ("pain", "function")]
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
-from analysis.book.report import COVARIATE_LABEL, OUTCOME_LABEL, Report, fmt
+from analysis.book.report import COVARIATE_LABEL, OUTCOME_LABEL, Report, fmt, reason_label
 from analysis.settings import BINARY_COVARIATES, COVARIATES, WINDOWS
 
 __all__ = ["house_style", "flow_diagram", "availability_heatmap", "followup_availability", "forest_plot",
@@ -55,32 +55,42 @@ def _box(ax, x, y, text):
             bbox=dict(boxstyle="round,pad=0.5", fc=FILL, ec=INK, lw=0.7))
 
 
+def _reasons(f: pd.DataFrame, prefix: str) -> list[str]:
+    counts = {reason_label(c.removeprefix(prefix)): int(f[c].sum()) for c in f.columns
+              if c.startswith(prefix) and f[c].sum() > 0}
+    return [f"  {reason}: {n:,}" for reason, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+
+
 def flow_diagram(rep: Report):
-    """PRISMA-IPD flow: trials and participants received, excluded by reason, in the master
-    data, values set missing, and analysed per follow-up window."""
+    """PRISMA-IPD flow at both levels of intention to treat: records excluded because the
+    participant or arm is unknown, and single values set missing with the participant kept."""
     f = rep.flow
-    excluded = {c.removeprefix("excluded_").replace("_", " "): int(f[c].sum()) for c in f.columns
-                if c.startswith("excluded_") and f[c].sum() > 0}
-    fig, ax = plt.subplots(figsize=(WIDTH, 4.4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 5.2))
     ax.set_axis_off()
     ax.set(xlim=(0, 1), ylim=(0, 1))
-    main_x, side_x = 0.25, 0.73
-    _box(ax, main_x, 0.9, f"IPD received from {len(f)} trials\n{int(f.received.sum()):,} randomised participants")
-    _box(ax, main_x, 0.52, f"Master data set\n{int(f.analysed.sum()):,} participants in {len(f)} trials")
+    main_x, side_x = 0.24, 0.5
+    _box(ax, main_x, 0.93, f"IPD received from {len(f)} trials\n{int(f.received.sum()):,} participant records")
+    _box(ax, main_x, 0.60, f"Master data set\n{int(f.analysed.sum()):,} participants in {len(f)} trials\n"
+                           "(intention to treat)")
     windows = "\n".join(f"{w.name.capitalize()} term: {int(f[f'analysed_{w.name}'].sum()):,} participants, "
                         f"{int((f[f'analysed_{w.name}'] > 0).sum())} trials" for w in WINDOWS)
-    _box(ax, main_x, 0.13, "With outcome data\n" + windows)
+    _box(ax, main_x, 0.09, "With outcome data\n" + windows)
     arrow = dict(arrowstyle="-|>", color=INK, lw=0.8)
-    for y0, y1 in ((0.82, 0.6), (0.44, 0.24)):
+    for y0, y1 in ((0.87, 0.68), (0.52, 0.18)):
         ax.annotate("", xy=(main_x, y1), xytext=(main_x, y0), arrowprops=arrow)
-    lines = [f"Excluded: {int(f.excluded.sum())} records"]
-    lines += [f"  {reason}: {n}" for reason, n in excluded.items()]
-    outside = int(f.records_outside_windows.sum())
-    if outside:
-        lines.append(f"Follow-up records outside every window: {outside}")
-    ax.annotate("", xy=(side_x - 0.2, 0.71), xytext=(main_x, 0.71), arrowprops=arrow)
-    ax.text(side_x - 0.19, 0.71, "\n".join(lines), ha="left", va="center", fontsize=8, color=INK, linespacing=1.4,
-            bbox=dict(boxstyle="round,pad=0.5", fc="white", ec=MUTED, lw=0.7))
+    side = dict(ha="left", va="center", fontsize=8, color=INK, linespacing=1.35,
+                bbox=dict(boxstyle="round,pad=0.5", fc="white", ec=MUTED, lw=0.7))
+    excluded = [f"Excluded: {int(f.excluded.sum()):,} records (participant or arm unknown)"] + _reasons(f, "excluded_")
+    ax.annotate("", xy=(side_x - 0.01, 0.775), xytext=(main_x, 0.775), arrowprops=arrow)
+    ax.text(side_x, 0.775, "\n".join(excluded), **side)
+    if "values_set_missing" in f:
+        values = ([f"Values set missing, participant kept: {int(f.values_set_missing.sum()):,}"]
+                  + _reasons(f, "missing_"))
+        outside = int(f.records_outside_windows.sum())
+        if outside:
+            values.append(f"Visits outside every window (not used): {outside:,}")
+        ax.annotate("", xy=(side_x - 0.01, 0.36), xytext=(main_x, 0.36), arrowprops=arrow)
+        ax.text(side_x, 0.36, "\n".join(values), **side)
     return _close(fig)
 
 

@@ -8,6 +8,7 @@ kernel kept alive between renders never shows old results.
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
 import pandas as pd
@@ -82,6 +83,13 @@ def fmt_p(p) -> str:
     return f"{p:.3f}" if p < 0.1 else f"{p:.2f}"
 
 
+def reason_label(code: str) -> str:
+    """A log's reason code as words: 'implausible_bmi' -> 'implausible BMI'."""
+    words = code.split(":")[0].strip().replace("followup", "follow-up").replace("non_numeric", "non-numeric")
+    words = words.replace("_", " ")
+    return re.sub(r"\bid\b", "ID", re.sub(r"\bbmi\b", "BMI", words))
+
+
 def _n(x) -> str:
     return f"{int(x):,}"
 
@@ -118,6 +126,10 @@ class Report:
     @functools.cached_property
     def exclusions(self):
         return self._derived("exclusions")
+
+    @functools.cached_property
+    def value_issues(self):
+        return self._derived("value_issues")
 
     @functools.cached_property
     def harmonisation_log(self):
@@ -202,6 +214,9 @@ class Report:
 
     def n_excluded(self) -> int:
         return int(self.flow.excluded.sum())
+
+    def n_values_set_missing(self) -> int:
+        return int(self.flow.values_set_missing.sum()) if "values_set_missing" in self.flow else 0
 
     # ------------------------------------------------------------------ sentences
 

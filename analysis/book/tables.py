@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 from great_tables import GT, html, loc, style
 
-from analysis.book.report import COMPARISON_LABEL, COVARIATE_LABEL, OUTCOME_LABEL, Report, fmt, fmt_p
+from analysis.book.report import COMPARISON_LABEL, COVARIATE_LABEL, OUTCOME_LABEL, Report, fmt, fmt_p, reason_label
 from analysis.settings import BINARY_COVARIATES, COVARIATES, WINDOWS
 
 __all__ = ["instrument_table", "trial_characteristics", "baseline_by_arm_data", "baseline_by_arm",
            "overall_summary_data", "overall_summary", "modifier_table_data", "modifier_table",
-           "flow_table", "exclusion_table_data", "exclusion_table", "sensitivity_comparison_data",
+           "flow_table", "exclusion_table_data", "exclusion_table", "value_issue_table_data", "value_issue_table",
+           "sensitivity_comparison_data",
            "sensitivity_comparison", "mi_modifier_data", "mi_modifiers", "model_notes_data", "model_notes",
            "recoding_table_data", "recoding_table", "reference_table", "truth_table", "packages_table",
            "checksums_table", "benchmarks_table", "SMALL_CELL"]
@@ -196,31 +197,49 @@ def baseline_by_arm(rep: Report) -> GT:
 
 def flow_table(rep: Report) -> GT:
     f = rep.flow
-    df = f[["trial_id", "received", "excluded", "analysed", "analysed_short", "analysed_moderate",
-            "analysed_long"]].rename(
+    df = f[["trial_id", "received", "excluded", "analysed", "values_set_missing", "analysed_short",
+            "analysed_moderate", "analysed_long"]].rename(
         columns={"trial_id": "Trial", "received": "Received", "excluded": "Excluded", "analysed": "Master data",
-                 "analysed_short": "Short", "analysed_moderate": "Moderate", "analysed_long": "Long"})
-    g = _gt(df, "Received: records of randomised participants in the trial file. Excluded: records that are not an "
-                "identifiable randomised participant (see the exclusion table).",
-            widths={"Trial": "10%", **{c: "15%" for c in df.columns[1:]}})
+                 "values_set_missing": "Values set missing", "analysed_short": "Short",
+                 "analysed_moderate": "Moderate", "analysed_long": "Long"})
+    g = _gt(df, "Received: participant records in the trial’s tables. Excluded: records whose participant or arm is "
+                "unknown. Values set missing: single values that could not be used, the participant kept.",
+            widths={"Trial": "9%", **{c: "13%" for c in df.columns[1:]}})
     return g.tab_spanner("With outcome data", ["Short", "Moderate", "Long"])
 
 
-def exclusion_table_data(rep: Report) -> pd.DataFrame:
-    """Excluded records per trial (rows) and reason (columns)."""
-    ex = rep.exclusions
-    if ex.empty:
-        return pd.DataFrame({"Trial": [], "Records": []})
-    code = ex.reason.str.split(":").str[0]
-    table = pd.crosstab(ex.trial_id, code)
-    table.columns = [c.replace("_", " ").capitalize() for c in table.columns]
+def _by_trial_and_reason(log: pd.DataFrame) -> pd.DataFrame:
+    """Counts per trial (rows) and reason (columns), with a total."""
+    if log.empty:
+        return pd.DataFrame({"Trial": [], "All": []})
+    table = pd.crosstab(log.trial_id, log.reason.map(reason_label))
+    table.columns = [c[0].upper() + c[1:] for c in table.columns]
     table["All"] = table.sum(axis=1)
     return table.reset_index().rename(columns={"trial_id": "Trial"})
 
 
+def exclusion_table_data(rep: Report) -> pd.DataFrame:
+    """Excluded records per trial (rows) and reason (columns)."""
+    return _by_trial_and_reason(rep.exclusions)
+
+
 def exclusion_table(rep: Report) -> GT:
     df = exclusion_table_data(rep)
-    g = _gt(df, "Each record is listed with its source file, row and reason in data/derived/exclusions.csv.")
+    g = _gt(df, "Raw records of participants whose identity or arm is unknown, and records that are no randomised "
+                "participant’s; a trial in long layout has one record per visit. Each is listed with its source "
+                "file, row and reason in data/derived/exclusions.csv.")
+    return g.sub_zero(zero_text="")
+
+
+def value_issue_table_data(rep: Report) -> pd.DataFrame:
+    """Values set missing (and visit records not used) per trial and reason."""
+    return _by_trial_and_reason(rep.value_issues)
+
+
+def value_issue_table(rep: Report) -> GT:
+    df = value_issue_table_data(rep)
+    g = _gt(df, "The participant stays in the master data; only the value is missing. Each is listed with its file, "
+                "row, column and raw value in data/derived/value_issues.csv.", font="8pt")
     return g.sub_zero(zero_text="")
 
 

@@ -8,7 +8,7 @@ import pandera.pandas as pa
 from analysis.errors import InputError
 from analysis.settings import ARM_TYPES, PLAUSIBLE
 
-__all__ = ["PARTICIPANTS", "OUTCOMES", "validate"]
+__all__ = ["PARTICIPANTS", "OUTCOMES", "EXCLUSIONS", "VALUE_ISSUES", "validate"]
 
 _binary = dict(nullable=True, checks=pa.Check.isin([0, 1]))
 _score = dict(nullable=True, checks=pa.Check.in_range(0, 100))
@@ -56,6 +56,40 @@ OUTCOMES = pa.DataFrameSchema(
         "recovered": pa.Column(float, **_binary),
     },
     unique=["trial_id", "participant_id", "window"],
+    strict=True,
+    ordered=True,
+    checks=pa.Check(
+        lambda d: d[["pain", "function", "recovered"]].notna().any(axis=1).all(),
+        error="every visit holds at least one outcome value",
+    ),
+)
+
+
+def _text(nullable=False, min_length=0):
+    """A text column that may be empty: pandera's ``str`` rejects an empty object column, and a
+    trial with nothing to log has empty logs."""
+    return pa.Column(
+        None,
+        nullable=nullable,
+        checks=pa.Check(
+            lambda s: s.dropna().map(lambda v: isinstance(v, str) and len(v) >= min_length).all(),
+            error=f"text of at least {min_length} characters",
+        ),
+    )
+
+
+_located = {
+    "trial_id": _text(min_length=1),
+    "source_file": _text(min_length=1),
+    "source_row": pa.Column(int, checks=pa.Check.ge(1)),
+    "participant_id": _text(nullable=True),
+}
+_reason = _text(min_length=1)
+
+# The two logs that account for every raw record (CONTRACT.md): where it came from and why.
+EXCLUSIONS = pa.DataFrameSchema({**_located, "reason": _reason}, strict=True, ordered=True)
+VALUE_ISSUES = pa.DataFrameSchema(
+    {**_located, "column": _text(min_length=1), "value": _text(nullable=True), "reason": _reason},
     strict=True,
     ordered=True,
 )

@@ -3,6 +3,7 @@ a trial's data dictionary. Validated on load; errors name the file and the field
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -23,13 +24,20 @@ from analysis.ingest.instruments import INSTRUMENTS
 __all__ = ["TrialSpec", "load_spec", "load_specs", "code_key", "code_keys"]
 
 
+_WHOLE_WITH_ZEROS = re.compile(r"^(-?\d+)[.,]0+$")
+
+
 def code_key(value) -> str:
-    """Normalise a raw code so that 1, 1.0, '1' and ' 1 ' compare equal."""
+    """Normalise a raw code so that 1, 1.0, '1', '1.0' and ' 1 ' compare equal (a text file
+    written from a numeric column says '-99.0' where the spec says -99); text such as '007'
+    is kept as it is."""
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    text = str(value).strip()
+    whole = _WHOLE_WITH_ZEROS.match(text)
+    return whole.group(1) if whole else text
 
 
 def code_keys(values: pd.Series) -> pd.Series:
@@ -43,14 +51,25 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+FORMATS = ("csv", "xlsx", "sav", "dta", "sas7bdat", "xpt")
+
+
 class Source(_Model):
+    """One table of a trial: a file, or a sheet of a workbook."""
+
     file: str
-    format: Literal["csv", "xlsx", "sav", "dta"]
+    format: Literal["csv", "xlsx", "sav", "dta", "sas7bdat", "xpt"]
     delimiter: str = ","
     decimal: Literal[".", ","] = "."
     sheet: str | int | None = None
     layout: Literal["wide", "long"] = "wide"
     encoding: str = "utf-8"
+    participant_id: str | None = None  # this table's id column, when it is named differently
+
+    @property
+    def label(self) -> str:
+        """How the table is named in logs: the file, and the sheet when one is given."""
+        return self.file if self.sheet is None else f"{self.file}[{self.sheet}]"
 
 
 class LongLayout(_Model):
@@ -107,12 +126,18 @@ class Coded(_Model):
 class Age(_Model):
     column: str | None = None
     birth_year: str | None = None
+    birth_date: str | None = None
     enrolment_date: str | None = None
+    # how the dates are written, as for datetime.strptime (e.g. "%d/%m/%Y"); ISO dates
+    # (2008-03-01) and Excel date cells need none. Never guessed: an ambiguous date stops `check`.
+    date_format: str | None = None
 
     @model_validator(mode="after")
     def _one_way(self):
-        if not self.column and not (self.birth_year and self.enrolment_date):
-            raise ValueError("give either column, or birth_year and enrolment_date")
+        if not self.column and not ((self.birth_year or self.birth_date) and self.enrolment_date):
+            raise ValueError("give either column, or birth_year (or birth_date) and enrolment_date")
+        if self.birth_year and self.birth_date:
+            raise ValueError("give birth_year or birth_date, not both")
         return self
 
 
@@ -149,10 +174,20 @@ class Covariates(_Model):
 class TrialSpec(_Model):
     trial_id: str
     title: str = ""
-    source: Source
+    # one table (source), or several joined on the participant id (sources): the first of
+    # them lists every randomised participant, and each column is read from the first table
+    # that has it
+    source: Source | None = None
+    sources: list[Source] | None = None
     long: LongLayout | None = None
     participant_id: str
     drop_identifying: list[str] = []
+    # codes that mean "not known": in every column, and in single columns (raw values as in
+    # the file, e.g. -99, 999, "."); such values become missing and are logged, never excluded
+    missing_values: list[str] = []
+    missing_values_by_column: dict[str, list[str]] = {}
+    # participants the spec excludes (participant id: reason), e.g. consent withdrawn
+    exclude: dict[str, str] = {}
     arm: Arm
     outcomes: dict[Literal["pain", "function"], Outcome]
     covariates: Covariates = Covariates()
@@ -160,24 +195,53 @@ class TrialSpec(_Model):
     setting: str = ""
     notes: str = ""
 
+    @field_validator("missing_values", mode="before")
+    @classmethod
+    def _codes(cls, v):
+        return [code_key(x) for x in (v or [])]
+
+    @field_validator("missing_values_by_column", mode="before")
+    @classmethod
+    def _codes_by_column(cls, v):
+        return {str(col): [code_key(x) for x in (codes or [])] for col, codes in (v or {}).items()}
+
+    @field_validator("exclude", mode="before")
+    @classmethod
+    def _exclude_keys(cls, v):
+        return {code_key(k): str(reason) for k, reason in (v or {}).items()}
+
     @model_validator(mode="after")
     def _consistent(self):
-        if self.source.layout == "long" and self.long is None:
-            raise ValueError("source.layout is long, so a 'long' section (time_column, time_values) is required")
+        if (self.source is None) == (self.sources is None):
+            raise ValueError("give either source (one table) or sources (several tables), not both or neither")
+        if self.sources is not None and not self.sources:
+            raise ValueError("sources: list at least one table")
+        has_long = any(s.layout == "long" for s in self.tables)
+        if has_long and self.long is None:
+            raise ValueError("a table has layout long, so a 'long' section (time_column, time_values) is required")
         for name, out in self.outcomes.items():
             if INSTRUMENTS[out.instrument].domain != name:
                 raise ValueError(
                     f"outcomes.{name}: instrument {out.instrument!r} measures "
                     f"{INSTRUMENTS[out.instrument].domain}, not {name}"
                 )
-            if self.source.layout == "long" and not out.column:
+            if has_long and not out.column:
                 raise ValueError(f"outcomes.{name}.column is required for a long layout")
-            if self.source.layout == "wide" and not out.followup:
+            if not has_long and not out.followup:
                 raise ValueError(f"outcomes.{name}.followup (months: column) is required for a wide layout")
         kinds = set(self.arm.labels.values())
         if "exercise" not in kinds:
             raise ValueError("arm.labels: no label maps to 'exercise'")
         return self
+
+    @property
+    def tables(self) -> list[Source]:
+        """The trial's tables, in the order the spec lists them."""
+        return [self.source] if self.source is not None else list(self.sources)
+
+    def missing_codes(self, column: str) -> set[str]:
+        """The raw codes (normalised with code_key) that mean "not known" in ``column``."""
+        return set(self.missing_values) | set(self.missing_values_by_column.get(column, []))
 
     def columns(self) -> dict[str, str]:
         """Every raw column the spec names, with the spec field that names it."""
@@ -194,7 +258,7 @@ class TrialSpec(_Model):
             if spec is None:
                 continue
             for field, value in spec:
-                if field in ("column", "birth_year", "enrolment_date", "height", "weight") and value:
+                if field in ("column", "birth_year", "birth_date", "enrolment_date", "height", "weight") and value:
                     cols[value] = f"covariates.{cov}.{field}"
         return cols
 

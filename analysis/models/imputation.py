@@ -223,8 +223,10 @@ def impute_once(d: pd.DataFrame, covariates, outcomes=("pain", "function"), rng=
     ``binary`` names the 0/1 variables (imputed by logistic models); ``ranges`` maps a
     variable to the (low, high) its imputed values are clipped to (default: unbounded).
 
-    A variable that no participant has (no trial measured it) cannot be imputed: it stays
-    missing and is left out of the other variables' imputation models."""
+    The baselines (pain_bl, function_bl) predict every other variable; where one is missing
+    (an unusable baseline value) it is imputed too, from the others. A variable that no
+    participant has (no trial measured it) cannot be imputed: it stays missing and is left out
+    of the other variables' imputation models."""
     rng = rng or np.random.default_rng()
     ranges = ranges or {}
     covariates, outcomes = list(covariates), list(outcomes)
@@ -237,7 +239,7 @@ def impute_once(d: pd.DataFrame, covariates, outcomes=("pain", "function"), rng=
     never = {v for v in covariates + outcomes if np.isnan(data[:, col[v]]).all()}
     covariates = [c for c in covariates if c not in never]
     outcomes = [o for o in outcomes if o not in never]
-    variables = [v for v in covariates + outcomes if np.isnan(data[:, col[v]]).any()]
+    variables = [v for v in dict.fromkeys(always[1:] + covariates + outcomes) if np.isnan(data[:, col[v]]).any()]
     missing = {v: np.isnan(data[:, col[v]]) for v in variables}
     for v in variables:  # start from trial means, or the overall mean where a trial never measured v
         values, seen = data[:, col[v]], ~missing[v]
@@ -252,7 +254,7 @@ def impute_once(d: pd.DataFrame, covariates, outcomes=("pain", "function"), rng=
         for v in variables:
             others = [c for c in covariates + outcomes if c != v and c not in always]
             interacting = [c for c in covariates if c not in always] if v in outcomes else outcomes
-            x = np.column_stack([data[:, col[c]] for c in always + others]
+            x = np.column_stack([data[:, col[c]] for c in always + others if c != v]
                                 + [exercise * data[:, col[c]] for c in interacting])
             start = (fitted[v].alpha, fitted[v].beta) if v in fitted else None  # warm start: fewer Newton steps
             data[:, col[v]], fitted[v] = _impute_variable(x, data[:, col[v]], codes, missing[v], rng, v in binary,

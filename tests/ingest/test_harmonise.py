@@ -27,19 +27,25 @@ def _merged(run):
 
 
 def test_every_clean_participant_is_harmonised_and_only_the_dirty_are_excluded(demo_run):
+    """Intention to treat: only records whose participant or arm is unknown are excluded; a
+    planted bad value is set missing for its variable, and its participant stays."""
     lat = demo_run.latent.participants
     got = demo_run.tables["participants"]
-    clean_keys = set(map(tuple, lat.loc[~lat.dirty, ["trial_id", "participant_id"]].to_numpy()))
-    got_keys = set(map(tuple, got[["trial_id", "participant_id"]].to_numpy()))
-    assert got_keys == clean_keys
+    kept = set(map(tuple, lat.loc[~lat.dirty, ["trial_id", "participant_id"]].to_numpy()))
+    assert set(map(tuple, got[["trial_id", "participant_id"]].to_numpy())) == kept
     ex = demo_run.tables["exclusions"]
-    person = ex[~ex.reason.str.startswith("followup_outside_windows")]
     dirty_keys = set(map(tuple, lat.loc[lat.dirty, ["trial_id", "participant_id"]].to_numpy()))
-    assert set(map(tuple, person[["trial_id", "participant_id"]].to_numpy())) == dirty_keys
-    # the reason names the planted kind
-    for t, pid, kind in demo_run.latent.dirty.itertuples(index=False):
-        reasons = person.loc[(person.trial_id == t) & (person.participant_id == pid), "reason"]
-        assert reasons.str.contains(kind).any(), (t, pid, kind)
+    assert set(map(tuple, ex[["trial_id", "participant_id"]].to_numpy())) == dirty_keys
+    issues = demo_run.tables["value_issues"]
+    by_kind = {"implausible_bmi": ("implausible_bmi", "implausible_height")}
+    for t, pid, kind, column in demo_run.latent.dirty.itertuples(index=False):
+        if isinstance(column, str):  # a bad value: in the value log, and the participant kept
+            reasons = issues.loc[(issues.trial_id == t) & (issues.participant_id == pid), "reason"]
+            assert reasons.isin(by_kind.get(kind, (kind,))).any(), (t, pid, kind)
+            assert (t, pid) in kept
+        else:
+            reasons = ex.loc[(ex.trial_id == t) & (ex.participant_id == pid), "reason"]
+            assert reasons.str.contains(kind).any(), (t, pid, kind)
 
 
 def test_harmonised_baseline_and_covariates_equal_latent_values(demo_run):
@@ -61,10 +67,12 @@ def test_age_exact_when_given_and_within_half_a_year_from_birth_year(demo_run):
     m = _merged(demo_run)
     by_year = {d.trial_id for d in demo.designs() if d.age_mode == "birth_year"}
     direct = ~m.trial_id.isin(by_year)
-    assert np.allclose(m.age_lat[direct], m.age[direct])
+    assert np.allclose(m.age_lat[direct], m.age[direct], equal_nan=True)
     # latent age is the true age; the birth year alone fixes it to within half a year
-    # (+ a day of calendar rounding)
-    assert (np.abs(m.age_lat[~direct] - m.age[~direct]) <= 0.5 + 1 / 365).all()
+    # (+ a day of calendar rounding); an unreadable birth year leaves it missing
+    by = m[~direct]
+    assert np.array_equal(by.age_lat.isna(), by.age.isna())
+    assert (np.abs(by.age_lat - by.age).dropna() <= 0.5 + 1 / 365).all()
     assert (~direct).sum() > 0
 
 
@@ -94,14 +102,18 @@ def test_outcomes_by_window_equal_latent_visits(demo_run):
 
 
 def test_every_raw_record_is_accounted_for(demo_run):
-    """Each raw row is in the master data or in the exclusion log, never both, never neither."""
+    """Each raw row (file and row) is behind the master data, in the exclusion log, or a visit
+    record in the value log that could not be used: exactly one of these."""
     for path in sorted(demo_run.paths.specs.glob("*.yaml")):
         spec = load_spec(path)
         r = harmonise_trial(spec, demo_run.paths.raw)
-        logged = set(r.exclusions.source_row)
-        assert not (logged & r.used_rows), spec.trial_id
-        assert logged | r.used_rows == set(range(1, r.n_rows + 1)), spec.trial_id
-        assert len(r.participants) + r.received - len(r.participants) == r.received
+        excluded = set(zip(r.exclusions.source_file, r.exclusions.source_row))
+        unusable = r.value_issues[r.value_issues.reason.isin(["followup_outside_windows", "duplicate_visit",
+                                                              "missing_visit"])]
+        unused = set(zip(unusable.source_file, unusable.source_row))
+        assert not (excluded & r.used_rows) and not (unused & r.used_rows) and not (excluded & unused), spec.trial_id
+        assert excluded | unused | r.used_rows == r.raw_rows, spec.trial_id
+    assert any(len(load_spec(p).tables) > 1 for p in demo_run.paths.specs.glob("*.yaml"))
 
 
 def test_flow_totals(demo_run):

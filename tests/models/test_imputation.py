@@ -104,14 +104,16 @@ def test_trial_regression_draws_have_the_posterior_moments():
 
 
 def test_imputation_fills_only_missing_values_and_respects_ranges(demo_run):
+    """Covariates and, where a baseline value was unusable (set missing), the baseline too."""
     p = demo_run.tables["participants"]
     d = p[p.comparison.isin(["exercise", "none_usual_care"])].assign(pain=50.0, function=40.0)
+    assert d.pain_bl.isna().any()  # the demo plants out-of-range baseline pain scores
     before = d.copy()
     out = impute_once(d, ["bmi", "heavy_work", "medication"], rng=np.random.default_rng(1), binary=BINARY_COVARIATES,
                       ranges=IMPUTED_RANGES)
-    for col in ("bmi", "heavy_work", "medication"):
+    for col in ("bmi", "heavy_work", "medication", "pain_bl"):
         assert out[col].notna().all()
         seen = before[col].notna()
         assert np.array_equal(out.loc[seen, col], before.loc[seen, col])
     assert set(out.heavy_work.unique()) <= {0.0, 1.0}
-    assert out.bmi.between(12, 70).all()
+    assert out.bmi.between(12, 70).all() and out.pain_bl.between(0, 100).all()
