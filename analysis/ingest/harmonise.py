@@ -80,8 +80,12 @@ def derive_age(birth_year, enrolment_date):
     enrol = pd.to_datetime(pd.Series(enrolment_date), errors="coerce", format="ISO8601")
     out = np.full(len(by), np.nan)
     ok = ~np.isnan(by) & enrol.notna().to_numpy()
-    mid = pd.to_datetime({"year": by[ok].astype(int), "month": 7, "day": 1})
-    out[ok] = (enrol[ok].to_numpy() - mid.to_numpy()).astype("timedelta64[D]").astype(float) / 365.25
+    # numpy calendar arithmetic, not pd.to_datetime: a miscoded year (-99, 9999) must give an
+    # implausible age to be logged, not an out-of-bounds error
+    year = (by[ok].astype(np.int64) - 1970).astype("datetime64[Y]")
+    mid = year.astype("datetime64[M]") + np.timedelta64(6, "M")
+    days = enrol[ok].to_numpy().astype("datetime64[D]") - mid.astype("datetime64[D]")
+    out[ok] = days.astype(float) / 365.25
     return out
 
 
@@ -232,7 +236,11 @@ def _covariates(t: TrialState, records: Records, out: pd.DataFrame) -> None:
             t.log.append(("age derived", f"from {cov.age.birth_date} and {cov.age.enrolment_date}"))
         if cov.age.date_format:
             t.log.append(("dates read", f"{cov.age.enrolment_date}: format {cov.age.date_format}"))
-    if cov.age:
+    if cov.age and cov.age.birth_year and not cov.age.column:
+        bad = ~np.isnan(age) & ((age < PLAUSIBLE["age"][0] - _EPS) | (age > PLAUSIBLE["age"][1] + _EPS))
+        _set_missing(t, records, age_col, bad, records.rec[age_col].to_numpy(), "implausible_age")
+        age = np.where(bad, np.nan, age)  # the log shows the birth year as read, not the derived age
+    elif cov.age:
         age = _in_range(t, records, age, age_col, *PLAUSIBLE["age"], "implausible_age")
     out["age"] = age
     bmi = np.full(n, np.nan)

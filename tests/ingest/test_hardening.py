@@ -183,3 +183,27 @@ def test_new_spec_detects_roles_and_check_lists_what_is_missing(demo_run, trial,
 
     problems, _ = check(Paths(data, tmp_path / "results"))
     assert len(problems) == 1 and "arm.labels" in problems[0] and "risk_of_bias" in problems[0]
+
+
+def test_miscoded_birth_year_is_a_logged_value_not_a_crash(tmp_path):
+    """Regression (found by the property test above): a birth year of -99 that is not a
+    declared missing code made pandas' date assembly raise OutOfBoundsDatetime. It must become
+    a missing age, logged with the birth year as read, and the participant stays (ITT)."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "raw").mkdir()
+    raw = pd.DataFrame({"pid": ["1", "2"], "arm": ["Exercise", "Usual care"], "pain0": [50, 60], "fun0": [10, 12],
+                        "pain3": [40, 55], "fun3": [8, 11], "yob": [-99, 1960], "enrol": ["2009-03-04"] * 2})
+    raw.to_csv(tmp_path / "raw" / "P1.csv", index=False)
+    spec = {"trial_id": "P1", "participant_id": "pid", "source": {"file": "P1.csv", "format": "csv"},
+            "arm": {"column": "arm", "labels": {"Exercise": "exercise", "Usual care": "none_usual_care"}},
+            "outcomes": {"pain": {"instrument": "vas_100", "baseline": "pain0", "followup": {3: "pain3"}},
+                         "function": {"instrument": "rmdq_24", "baseline": "fun0", "followup": {3: "fun3"}}},
+            "covariates": {"age": {"birth_year": "yob", "enrolment_date": "enrol"}}, "risk_of_bias": "low"}
+    (tmp_path / "specs" / "P1.yaml").write_text(yaml.safe_dump(spec))
+    r = harmonise_trial(load_spec(tmp_path / "specs" / "P1.yaml"), tmp_path / "raw")
+    assert list(r.participants.participant_id) == ["1", "2"]
+    age = r.participants.set_index("participant_id").age
+    expected = (pd.Timestamp("2009-03-04") - pd.Timestamp("1960-07-01")).days / 365.25  # birthday taken as 1 July
+    assert pd.isna(age["1"]) and age["2"] == pytest.approx(expected)
+    issue = r.value_issues.query("participant_id == '1'").iloc[0]
+    assert (issue.column, issue.value, issue.reason) == ("yob", "-99", "implausible_age")
