@@ -58,8 +58,11 @@ def cmd_check(args, paths: Paths) -> int:
     from analysis.pipeline import check
 
     if args.results:
-        from analysis.provenance import is_stale
+        from analysis.provenance import is_stale, read_provenance
 
+        if (read_provenance(paths) or {}).get("mode") == "federated" and paths.result_file("estimates").exists():
+            print("results come from a federated run: their inputs stayed at the stations and are not checked here")
+            return 0
         if is_stale(paths):
             print(f"results in {paths.results_dir} are missing or stale against the current specs, raw files "
                   "or analysis code: run `python -m analysis all`", file=sys.stderr)
@@ -127,6 +130,53 @@ def cmd_all(args, paths: Paths) -> int:
     return cmd_fit(args, paths)
 
 
+def cmd_federated(args, paths: Paths) -> int:
+    """The federated analysis: on vantage6's mock client (one site per trial), or the result
+    of a real network's central task written as the results tables."""
+    import contextlib
+    import io
+    import json
+
+    from analysis.federated.mock import run_mock, write_result
+
+    if args.result is not None:
+        try:
+            result = json.loads(args.result.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"cannot read the central task's result: {exc}", file=args.result,
+                             expected="the JSON the central function returned") from None
+        if not isinstance(result, dict) or "tables" not in result or "federation" not in result:
+            raise InputError("not a result of this project's central function", file=args.result,
+                             expected='a JSON object with "tables" and "federation"')
+        data_paths = None
+    elif args.mock:
+        from analysis.federated.disclosure import SiteSettings
+
+        settings = SiteSettings(args.min_cell, args.min_events)
+        print(f"running the federated analysis on vantage6's mock client: one site per trial in {paths.specs} "
+              f"(disclosure: cells of {settings.min_cell}+ participants, {settings.min_events}+ events)",
+              file=sys.stderr)
+        with contextlib.redirect_stdout(io.StringIO()):  # the mock prints a line for every wait
+            result = run_mock(paths, settings)
+        data_paths = paths
+    else:
+        print("error: say --mock (vantage6's mock client on this project's trials) or --result FILE "
+              "(a real network's central result)", file=sys.stderr)
+        return 2
+    written = write_result(result, paths.results_dir, data_paths)
+    fed = result["federation"]
+    ok = [s for s in fed["sites"] if s["ok"]]
+    sent = sum(s.get("bytes_received", 0) for s in fed["sites"])
+    print(f"federated analysis: {len(ok)} of {len(fed['sites'])} sites answered, {fed['rounds']} likelihood rounds, "
+          f"{sent / 1e6:.1f} MB from the sites; wrote {len(written)} files to {paths.results_dir}")
+    if not fed["complete"]:
+        for failure in fed["failures"]:
+            print(f"site {failure['site']} failed: {failure['error']}", file=sys.stderr)
+        print("the results are INCOMPLETE: they leave out the failed sites' trials", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, default=Paths().data_dir,
@@ -164,6 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("all", parents=[common], help="demo-data (if data/raw is empty), harmonise, fit")
     p.add_argument("--seed", type=int, default=2020, help="seed for demo-data (default 2020)")
     p.set_defaults(func=cmd_all)
+    p = sub.add_parser("federated", parents=[common],
+                       help="the federated analysis (vantage6): sites send statistics, never participant data")
+    p.add_argument("--mock", action="store_true",
+                   help="run it on vantage6's mock client, one site per trial of --data-dir (each sees only its "
+                        "own spec and raw files)")
+    p.add_argument("--result", type=Path, default=None,
+                   help="instead, write the results from a real network's central task result (JSON)")
+    p.add_argument("--min-cell", type=int, default=5,
+                   help="mock sites' disclosure threshold: fewest participants per arm (default 5)")
+    p.add_argument("--min-events", type=int, default=3,
+                   help="mock sites' threshold: fewest events and non-events per arm (default 3)")
+    p.set_defaults(func=cmd_federated)
     p = sub.add_parser("new-spec", parents=[common], help="draft data/specs/<trial_id>.yaml from a raw file")
     p.add_argument("raw_file", type=Path, help="the raw trial file (csv, xlsx, sav or dta)")
     p.add_argument("--trial-id", required=True, help="identifier of the trial (the spec's file name)")

@@ -39,3 +39,8 @@ class Paths:
 
     def result_file(self, name: str) -> Path:
         return self.results_dir / f"{name}.csv"
+
+    @property
+    def federation_file(self) -> Path:
+        """What a federated run records about its sites (absent after a pooled run)."""
+        return self.results_dir / "federation.json"

@@ -99,4 +99,6 @@ def is_stale(paths: Paths) -> bool:
     record = read_provenance(paths)
     if record is None or not paths.result_file("estimates").exists():
         return True
+    if record.get("mode") == "federated":
+        return False  # the inputs are at the stations: nothing here to compare, nothing here to rebuild from
     return record.get("inputs_sha256") != inputs_digest(input_checksums(paths))

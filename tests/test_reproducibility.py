@@ -107,10 +107,11 @@ def test_no_output_contains_participant_data(demo_results):
     assert per_analysis.xs("decile", level="kind").max() <= 9  # deciles: aggregates of >= 10 participants each
     # no run of participant-level values (each trial's baseline function, in master-data order)
     # in any results column: what a leaked row-level column would look like
-    runs = _participant_runs(rep.participants, "function_bl")
+    participants = pd.read_csv(demo_results.paths.derived_file("participants"))
+    runs = _participant_runs(participants, "function_bl")
     for f in demo_results.paths.results_dir.glob("*.csv"):
         assert not _contains_run(pd.read_csv(f), runs), f.name
-    leaked = rep.participants.loc[rep.participants.trial_id == "T02", ["function_bl"]]
+    leaked = participants.loc[participants.trial_id == "T02", ["function_bl"]]
     assert _contains_run(leaked.reset_index(drop=True), runs)  # the check does catch a leak
 
 

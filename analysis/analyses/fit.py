@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.analyses.descriptives import baseline_aggregates, baseline_summary
 from analysis.analyses.modifiers import availability_matrix, modifier_estimates
 from analysis.analyses.overall import ALL_OVERALL, heterogeneity, overall_estimates, trial_effects
 from analysis.analyses.sensitivity import influence_summary, sensitivity_estimates
@@ -47,14 +48,15 @@ def _overall_and_trial_effects(participants, outcomes, progress=None):
 
 
 def fit_all(paths: Paths, progress=None, seed=None, imputations: int = 20) -> list[Path]:
-    """Overall effects (with each trial's own estimate), modifiers (with figure data and
-    covariate availability), sensitivity analyses and the estimators' values on the
+    """Baseline characteristics by arm, overall effects (with each trial's own estimate),
+    modifiers (with figure data and covariate availability), sensitivity analyses and the estimators' values on the
     reference data sets, written to the results folder."""
     participants, outcomes = load_derived(paths)
+    written = [write_csv(baseline_summary(baseline_aggregates(participants)), paths.result_file("baseline"))]
     est, effects = _stage(progress, len(ALL_OVERALL), "overall effects", _overall_and_trial_effects,
                           participants=participants, outcomes=outcomes)
-    written = [write_csv(est, paths.result_file("estimates")), write_csv(effects, paths.result_file("trial_effects")),
-               write_csv(heterogeneity(effects), paths.result_file("heterogeneity"))]
+    written += [write_csv(est, paths.result_file("estimates")), write_csv(effects, paths.result_file("trial_effects")),
+                write_csv(heterogeneity(effects), paths.result_file("heterogeneity"))]
     mods, curves = _stage(progress, len(COMPARISONS) * 90, "modifiers", modifier_estimates,
                           participants=participants, outcomes=outcomes)
     written.append(write_csv(mods, paths.result_file("modifiers")))

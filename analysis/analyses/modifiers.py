@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
 from analysis.analyses.overall import RESULT_COLUMNS, result_row, usable_trials
 from analysis.analyses.samples import BASELINE, sample_from_frame, window_frame
+from analysis.models.distributed import LogisticDesign
 from analysis.models.glmm import fit_mixed_logistic
 from analysis.models.meta import pool
 from analysis.models.onestage import fit_ml_deviance, fit_reml, sufficient_stats
@@ -29,9 +29,11 @@ from analysis.settings import (
     WINDOWS,
 )
 
-__all__ = ["MODIFIER_COLUMNS", "availability_matrix", "modifier_sample", "fit_modifier", "modifier_estimates",
-           "rcs_nonlinear_term"]
+__all__ = ["MODIFIER_COLUMNS", "availability_matrix", "modifier_sample", "centred", "fit_modifier",
+           "modifier_estimates", "rcs_nonlinear_term", "logistic_modifier_design", "logistic_interaction",
+           "per_trial_interaction", "pool_per_trial", "effect_curve", "curve_grid", "modifier_method", "holm"]
 
+SEPARATION_LOG_OR = 15.0  # a log odds ratio beyond this is separation, not an estimate (as in models.glmm)
 CONTINUOUS_COVARIATES = tuple(c for c in COVARIATES if c not in BINARY_COVARIATES)
 MODIFIER_COLUMNS = RESULT_COLUMNS + [
     "p_adjusted", "trials_within", "two_stage_estimate", "two_stage_se", "two_stage_disagrees", "nonlinearity_p",
@@ -54,7 +56,11 @@ def modifier_sample(participants, outcomes, comparison, outcome, window, covaria
     ``frame`` is the window's joined data when the caller already has it."""
     if frame is None:
         frame = window_frame(participants, outcomes, window)
-    d = sample_from_frame(frame, comparison, outcome, covariate=covariate)
+    return centred(sample_from_frame(frame, comparison, outcome, covariate=covariate), covariate)
+
+
+def centred(d: pd.DataFrame, covariate: str) -> pd.DataFrame:
+    """The sample with each trial's covariate mean (xbar) and the centred covariate (xc)."""
     xbar = d.groupby("trial_id")[covariate].transform("mean")
     return d.assign(xbar=xbar, xc=d[covariate] - xbar)
 
@@ -104,25 +110,35 @@ def _within_two_stage(st):
     return r.estimate, r.se
 
 
-def _logistic_two_stage(d, covariate):
-    """Per-trial logistic regressions of recovery on the centred covariate, exercise, their
-    product and the other baselines, pooled by REML. Trials with fewer than 10
-    participants, without variation in the covariate or set aside under separation (no
-    finite estimate, or SE >= 10) contribute nothing."""
+def per_trial_interaction(d, covariate) -> pd.DataFrame:
+    """First stage of the logistic two-stage check: each trial's logistic regression of
+    recovery on the centred covariate, exercise, their product and the other baselines.
+    Trials with fewer than 10 participants, without variation in the covariate or set
+    aside under separation (no finite estimate, or SE >= 10) give no row."""
     xc_varies = d.groupby("trial_id").xc.transform("var").to_numpy() > 1e-12
     d = d[usable_trials(d, "recovered", min_n=10) & xc_varies]
-    if d.trial_id.nunique() < 2:
-        return np.nan, np.nan
+    if d.empty:
+        return pd.DataFrame({"trial_id": [], "estimate": [], "variance": []})
     ex, xc = d.exercise.to_numpy(float), d.xc.to_numpy(float)
     cols = [np.ones(len(d)), xc, ex, ex * xc] + [
         d[c].to_numpy(float) for c in ("pain_bl", "function_bl") if c != covariate
     ]
     r = per_trial_logistic(d.trial_id.to_numpy(), d.recovered.to_numpy(float), np.column_stack(cols))
     keep = r.ok & (r.se[:, 3] < 10)
-    if keep.sum() < 2:
+    return pd.DataFrame({"trial_id": r.labels[keep], "estimate": r.coef[keep, 3], "variance": r.se[keep, 3] ** 2})
+
+
+def pool_per_trial(per_trial: pd.DataFrame) -> tuple[float, float]:
+    """Second stage: REML pooling of per-trial interaction estimates (at least two)."""
+    if len(per_trial) < 2:
         return np.nan, np.nan
-    pooled = pool(r.coef[keep, 3], r.se[keep, 3] ** 2, method="REML")
+    pooled = pool(per_trial.estimate.to_numpy(), per_trial.variance.to_numpy(), method="REML")
     return pooled.estimate, pooled.se
+
+
+def _logistic_two_stage(d, covariate):
+    """Per-trial logistic regressions of the interaction, pooled by REML."""
+    return pool_per_trial(per_trial_interaction(d, covariate))
 
 
 def _row(comparison, outcome, window, term, scale, summary, method, note, extra):
@@ -155,7 +171,7 @@ def _empty_extra(trials_within):
             "two_stage_se": np.nan, "two_stage_disagrees": np.nan, "nonlinearity_p": np.nan}
 
 
-def _method(outcome):
+def modifier_method(outcome):
     return (f"one-stage mixed logistic, ML, AGHQ {AGHQ_NODES} nodes, within-trial interaction" if outcome == "recovered"
             else "one-stage LMM, REML, Satterthwaite t, within-trial interaction")
 
@@ -167,9 +183,10 @@ def not_estimable_rows(comparison, outcome, window, covariate, k, n, varies: pd.
             f"({ids}); a within-trial interaction needs at least two")
     scale = "log_or" if outcome == "recovered" else "md"
     empty = dict(n_trials=k, n_participants=n, converged=False)
-    return [_row(comparison, outcome, window, f"exercise:{covariate}", scale, empty, _method(outcome), note,
+    method = modifier_method(outcome)
+    return [_row(comparison, outcome, window, f"exercise:{covariate}", scale, empty, method, note,
                  _empty_extra(trials_within)),
-            _row(comparison, outcome, window, f"exercise:{covariate}:across", scale, empty, _method(outcome), note,
+            _row(comparison, outcome, window, f"exercise:{covariate}:across", scale, empty, method, note,
                  _empty_extra(trials_within))]
 
 
@@ -182,11 +199,21 @@ def interaction_rows(comparison, outcome, window, covariate, k, n, trials_within
     extra["two_stage_estimate"], extra["two_stage_se"] = two_stage
     if np.isfinite(two_stage[0]):
         extra["two_stage_disagrees"] = bool(abs(two_stage[0] - within[0]) > max(within[1], two_stage[1]))
-    summary_w = dict(_coef_summary(*within, k, n, converged), tau2=tau2)
-    rows = [_row(comparison, outcome, window, f"exercise:{covariate}", scale, summary_w, _method(outcome), note, extra)]
+    est, se = within[0], within[1]
+    if outcome == "recovered" and not (np.isfinite(se) and abs(est) < SEPARATION_LOG_OR):
+        # separation in the interaction itself: the likelihood rises without bound along it,
+        # and where a fit stops (an estimate of -38, an SE of 1e7 or none) means nothing
+        summary_w = dict(n_trials=k, n_participants=n, converged=False)
+        note = ("not estimable: the interaction is not finite (separation: within the trials, the covariate "
+                "predicts recovery in one arm perfectly)" + (f"; {note}" if note else ""))
+        converged = False
+    else:
+        summary_w = dict(_coef_summary(*within, k, n, converged), tau2=tau2)
+    rows = [_row(comparison, outcome, window, f"exercise:{covariate}", scale, summary_w, modifier_method(outcome), note,
+                 extra)]
     across_extra = dict(extra, two_stage_estimate=np.nan, two_stage_se=np.nan, two_stage_disagrees=np.nan,
                         nonlinearity_p=np.nan)
-    if k >= 3:
+    if k >= 3 and converged:
         summary_a = dict(_coef_summary(*across, k, n, converged), tau2=tau2)
         rows.append(
             _row(
@@ -196,15 +223,16 @@ def interaction_rows(comparison, outcome, window, covariate, k, n, trials_within
                 f"exercise:{covariate}:across",
                 scale,
                 summary_a,
-                _method(outcome),
+                modifier_method(outcome),
                 "across-trial (ecological) association: not a modifier estimate",
                 across_extra,
             )
         )
     else:
         rows.append(_row(comparison, outcome, window, f"exercise:{covariate}:across", scale,
-                         dict(n_trials=k, n_participants=n, converged=False), _method(outcome),
-                         "not estimable: fewer than three trials", across_extra))
+                         dict(n_trials=k, n_participants=n, converged=False), modifier_method(outcome),
+                         "not estimable: fewer than three trials" if k < 3 else "not estimable: the model did not "
+                         "converge", across_extra))
     return rows
 
 
@@ -218,6 +246,29 @@ def continuous_interaction(st):
     return fit, within, across, _within_two_stage(st)
 
 
+def logistic_modifier_design(d, covariate) -> LogisticDesign:
+    """The recovery interaction model's arrays: common slopes for the baselines (other than
+    the covariate itself), exercise x centred covariate (within) and exercise x trial mean
+    (across), the centred covariate as each trial's own term, exercise."""
+    common = [c for c in ("pain_bl", "function_bl") if c != covariate]
+    ex = d.exercise.to_numpy(float)
+    x = np.column_stack([d[common].to_numpy(float), ex * d.xc, ex * d.xbar])
+    return LogisticDesign(d.trial_id.to_numpy(), d.recovered.to_numpy(float), x, ex, d[["xc"]].to_numpy(float))
+
+
+def logistic_interaction(fit):
+    """(estimate, se, df) of the within and across terms of a recovery interaction fit, and
+    the coefficients and covariance of (exercise, within, across) for the effect curve."""
+    j = len(fit.beta) - 2
+    coef = np.r_[fit.beta, fit.theta]
+    cov = fit.cov_common
+    with np.errstate(invalid="ignore"):
+        within = (coef[j], np.sqrt(cov[j, j]), np.inf)
+        across = (coef[j + 1], np.sqrt(cov[j + 1, j + 1]), np.inf)
+    idx = [len(coef) - 1, j, j + 1]
+    return within, across, coef[idx], cov[np.ix_(idx, idx)]
+
+
 def fit_modifier(participants, outcomes, comparison, outcome, window, covariate, frame=None):
     """Within- and across-trial interaction rows for one covariate, and figure data."""
     d = modifier_sample(participants, outcomes, comparison, outcome, window, covariate, frame=frame)
@@ -229,26 +280,14 @@ def fit_modifier(participants, outcomes, comparison, outcome, window, covariate,
         return not_estimable_rows(comparison, outcome, window, covariate, k, n, varies), None
     nonlinearity_p = np.nan
     if outcome == "recovered":
-        common = [c for c in ("pain_bl", "function_bl") if c != covariate]
-        ex = d.exercise.to_numpy(float)
-        x = np.column_stack([d[common].to_numpy(float), ex * d.xc, ex * d.xbar])
-        fit = fit_mixed_logistic(d.trial_id.to_numpy(), d.recovered.to_numpy(float), x, ex,
-                                 z=d[["xc"]].to_numpy(float), n_nodes=AGHQ_NODES)
-        j = len(common)
-        coef = np.r_[fit.beta, fit.theta]
-        cov = fit.cov_common
-        with np.errstate(invalid="ignore"):
-            within = (coef[j], np.sqrt(cov[j, j]), np.inf)
-            across = (coef[j + 1], np.sqrt(cov[j + 1, j + 1]), np.inf)
+        design = logistic_modifier_design(d, covariate)
+        fit = fit_mixed_logistic(*design, n_nodes=AGHQ_NODES)
+        within, across, curve_coef, curve_cov = logistic_interaction(fit)
+        curve_df = np.inf
         ts = _logistic_two_stage(d, covariate)
-        # the effect curve: _Data centres the common columns globally, so theta is re-centred
-        idx = [len(coef) - 1, j, j + 1]
-        centre = np.array([0, ex @ d.xc / len(ex), ex @ d.xbar / len(ex)])
-        curve_coef, curve_cov, curve_df = coef[idx], cov[np.ix_(idx, idx)], np.inf
-        curve_offset = -curve_coef[1:] @ centre[1:]
     else:
         fit, within, across, ts = continuous_interaction(continuous_design(d, outcome, covariate))
-        curve_coef, curve_cov, curve_df, curve_offset = fit.coef, fit.cov, fit.df[0], 0.0
+        curve_coef, curve_cov, curve_df = fit.coef, fit.cov, fit.df[0]
         if covariate in CONTINUOUS_COVARIATES and trials_within >= 3:
             knots = np.percentile(d.xc, [10, 50, 90])
             if np.all(np.diff(knots) > 0):
@@ -260,7 +299,7 @@ def fit_modifier(participants, outcomes, comparison, outcome, window, covariate,
                 nonlinearity_p = float(stats.chi2.sf(max(dev_lin - dev_nl, 0.0), 1))
     rows = interaction_rows(comparison, outcome, window, covariate, k, n, trials_within, within, across,
                             fit.converged, fit.message, fit.tau2, ts, nonlinearity_p)
-    curve = _effect_curve(d, covariate, curve_coef[:3], curve_cov[:3, :3], curve_df, curve_offset)
+    curve = effect_curve(*curve_grid(d, covariate), curve_coef[:3], curve_cov[:3, :3], curve_df)
     curve = curve.assign(comparison=comparison, outcome=outcome, window=window, covariate=covariate, scale=scale)
     return rows, curve
 
@@ -277,26 +316,32 @@ def _with_extra_z(d, outcome, covariate, spline):
 DECILES_MIN_N = 100  # deciles are shown only when each tenth holds at least 10 participants
 
 
-def _effect_curve(d, covariate, coef, cov, df, offset):
-    """Predicted exercise effect across the covariate (continuous) or per level (binary),
-    for a participant of a trial whose covariate mean is the overall mean.
-
-    ``kind``: ``curve`` (25 points from the 5th to the 95th percentile), ``decile`` (the
-    covariate's deciles, to show where the data are; aggregates of at least a tenth of the
-    sample, never single values, and only with at least ``DECILES_MIN_N`` participants) or
-    ``level`` (binary covariates)."""
+def curve_grid(d, covariate):
+    """Where to draw the effect curve: 25 points from the covariate's 5th to 95th percentile
+    (``curve``) and its deciles (``decile``, to show where the data are; aggregates of at
+    least a tenth of the sample, never single values, and only with at least
+    ``DECILES_MIN_N`` participants), or the two levels of a binary covariate (``level``);
+    and the sample's mean of the covariate."""
     xbar = float(d[covariate].mean())
     if covariate in BINARY_COVARIATES:
-        grid, kind = np.array([0.0, 1.0]), ["level"] * 2
-    else:
-        grid = np.linspace(*np.percentile(d[covariate], [5, 95]), 25)
-        kind = ["curve"] * len(grid)
-        if len(d) >= DECILES_MIN_N:
-            deciles = np.percentile(d[covariate], np.arange(10, 100, 10))
-            grid, kind = np.r_[grid, deciles], kind + ["decile"] * len(deciles)
+        return np.array([0.0, 1.0]), ["level"] * 2, xbar
+    grid = np.linspace(*np.percentile(d[covariate], [5, 95]), 25)
+    kind = ["curve"] * len(grid)
+    if len(d) >= DECILES_MIN_N:
+        deciles = np.percentile(d[covariate], np.arange(10, 100, 10))
+        grid, kind = np.r_[grid, deciles], kind + ["decile"] * len(deciles)
+    return grid, kind, xbar
+
+
+def effect_curve(grid, kind, xbar, coef, cov, df) -> pd.DataFrame:
+    """Predicted exercise effect at each covariate value of ``grid``, for a participant of a
+    trial whose covariate mean is ``xbar``: theta + within x (value - xbar) + across x xbar,
+    from the coefficients (exercise, within, across) and their covariance."""
+    grid = np.asarray(grid, float)
     a = np.column_stack([np.ones_like(grid), grid - xbar, np.full_like(grid, xbar)])
-    est = a @ coef + offset
-    se = np.sqrt(np.einsum("ij,jk,ik->i", a, cov, a))
+    est = a @ coef
+    var = np.einsum("ij,jk,ik->i", a, cov, a)
+    se = np.sqrt(np.where(var >= 0, var, np.nan))  # a negative variance: a degenerate fit, no band
     crit = stats.t.ppf(0.975, df) if np.isfinite(df) else stats.norm.ppf(0.975)
     return pd.DataFrame(
         {"kind": kind, "value": grid, "estimate": est, "se": se, "ci_low": est - crit * se,
@@ -309,8 +354,21 @@ def holm_by_family(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
     within = ~table.term.str.endswith(":across") & table.p.notna()
     for _, idx in table[within].groupby(["comparison", "outcome", "window"]).groups.items():
-        table.loc[idx, "p_adjusted"] = multipletests(table.loc[idx, "p"], method="holm")[1]
+        table.loc[idx, "p_adjusted"] = holm(table.loc[idx, "p"])
     return table
+
+
+def holm(p) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979): the i-th smallest of m p-values times
+    (m - i + 1), made non-decreasing in that order, capped at 1. Written by hand: statsmodels'
+    multipletests gives the same values but runs gc.collect on every call (2.6 s of the
+    demo's modifier stage)."""
+    p = np.asarray(p, float)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p)))))
+    out = np.empty(len(p))
+    out[order] = adjusted
+    return out
 
 
 def modifier_estimates(participants, outcomes, windows=None, outcomes_list=("pain", "function", "recovered"),

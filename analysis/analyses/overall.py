@@ -8,13 +8,15 @@ import pandas as pd
 from scipy import stats
 
 from analysis.analyses.samples import BASELINE, sample_from_frame, window_frame
+from analysis.models.distributed import LogisticDesign
 from analysis.models.glmm import fit_mixed_logistic
 from analysis.models.meta import pool
 from analysis.models.onestage import TrialStats, fit_reml, sufficient_stats
 from analysis.models.pertrial import per_trial_logistic
 from analysis.settings import AGHQ_NODES, COMPARISONS, WINDOWS
 
-__all__ = ["continuous_stats", "fit_continuous", "fit_recovery", "per_trial_effects", "two_stage",
+__all__ = ["continuous_stats", "fit_continuous", "fit_recovery", "recovery_design", "recovery_method", "with_weights",
+           "per_trial_effects", "two_stage",
            "RESULT_COLUMNS", "result_row", "empty_row", "continuous_method", "overall_one", "overall_rows",
            "overall_estimates", "trial_effects", "heterogeneity", "ALL_OVERALL", "TRIAL_EFFECT_COLUMNS"]
 
@@ -60,10 +62,18 @@ def continuous_method(inference="satterthwaite", residual="common", random_effec
     return ", ".join(parts)
 
 
+def recovery_design(sample) -> LogisticDesign:
+    """The recovery model's arrays: trial intercepts, common slopes for both baselines, exercise."""
+    return LogisticDesign(sample.trial_id.to_numpy(), sample.recovered.to_numpy(float),
+                          sample[["pain_bl", "function_bl"]].to_numpy(float), sample.exercise.to_numpy(float))
+
+
 def fit_recovery(sample, n_nodes=AGHQ_NODES, random_effect=True):
-    return fit_mixed_logistic(sample.trial_id.to_numpy(), sample.recovered.to_numpy(float),
-                              sample[["pain_bl", "function_bl"]].to_numpy(float), sample.exercise.to_numpy(float),
-                              n_nodes=n_nodes, random_effect=random_effect)
+    return fit_mixed_logistic(*recovery_design(sample), n_nodes=n_nodes, random_effect=random_effect)
+
+
+def recovery_method(random_effect=True) -> str:
+    return f"one-stage mixed logistic, ML, AGHQ {AGHQ_NODES} nodes" + ("" if random_effect else ", common effect")
 
 
 def usable_trials(sample, outcome, min_n) -> np.ndarray:
@@ -123,7 +133,7 @@ def overall_one(participants, outcomes, comparison, outcome, window, analysis="o
     sample = sample_from_frame(frame, comparison, outcome)
     k, n = sample.trial_id.nunique(), len(sample)
     if outcome == "recovered":
-        method = f"one-stage mixed logistic, ML, AGHQ {AGHQ_NODES} nodes" + ("" if random_effect else ", common effect")
+        method = recovery_method(random_effect)
         if k == 0 or sample.recovered.nunique() < 2 or sample.exercise.nunique() < 2:
             return empty_row(analysis, comparison, outcome, window, "exercise", "log_or", method,
                              "not estimable: no trials, no events or one arm only at this window", k, n)
@@ -162,16 +172,21 @@ TRIAL_EFFECT_COLUMNS = ["comparison", "outcome", "window", "trial_id", "n", "n_e
                         "variance", "weight"]
 
 
+def with_weights(eff: pd.DataFrame) -> pd.DataFrame:
+    """Each trial's random-effects weight (per cent) in the two-stage REML analysis of one
+    overall analysis, w_i = 1 / (v_i + tau^2), as metafor's forest() shows it."""
+    tau2 = pool(eff.estimate.to_numpy(), eff.variance.to_numpy()).tau2 if len(eff) >= 2 else 0.0
+    w = 1.0 / (eff.variance.to_numpy() + tau2)
+    return eff.assign(weight=100 * w / w.sum() if len(eff) else w)
+
+
 def _with_arms_and_weights(eff: pd.DataFrame, sample: pd.DataFrame) -> pd.DataFrame:
-    """Participants per arm, and each trial's random-effects weight (per cent) in the
-    two-stage REML analysis, w_i = 1 / (v_i + tau^2), as metafor's forest() shows it."""
+    """Participants per arm, and each trial's two-stage weight."""
     arms = sample.groupby("trial_id").exercise.agg(n_exercise="sum", n_all="size")
     eff = eff.merge(arms, left_on="trial_id", right_index=True, how="left")
     eff["n_exercise"] = eff.n_exercise.astype(int)
     eff["n_control"] = eff.n - eff.n_exercise
-    tau2 = pool(eff.estimate.to_numpy(), eff.variance.to_numpy()).tau2 if len(eff) >= 2 else 0.0
-    w = 1.0 / (eff.variance.to_numpy() + tau2)
-    return eff.assign(weight=100 * w / w.sum() if len(eff) else w)
+    return with_weights(eff)
 
 
 def trial_effects(participants, outcomes, combinations=None) -> pd.DataFrame:

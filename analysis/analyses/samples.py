@@ -13,7 +13,8 @@ import pandas as pd
 
 from analysis.settings import COMPARISONS
 
-__all__ = ["comparison_participants", "outcome_sample", "window_frame", "sample_from_frame", "BASELINE"]
+__all__ = ["comparison_participants", "complete_cases", "outcome_sample", "window_frame", "sample_from_frame",
+           "BASELINE"]
 
 BASELINE = {"pain": "pain_bl", "function": "function_bl"}
 
@@ -42,7 +43,12 @@ def window_frame(participants, outcomes, window) -> pd.DataFrame:
 
 def sample_from_frame(frame, comparison, outcome, covariate=None) -> pd.DataFrame:
     """Complete-case sample for one analysis from a window frame, sorted by trial and participant."""
-    d = comparison_participants(frame, comparison)
+    return complete_cases(comparison_participants(frame, comparison), outcome, covariate)
+
+
+def complete_cases(d, outcome, covariate=None) -> pd.DataFrame:
+    """The participants of ``d`` (one comparison's, at one window) complete on the outcome,
+    its baseline(s) and the covariate, sorted by trial and participant."""
     needed = [outcome] + (["pain_bl", "function_bl"] if outcome == "recovered" else [BASELINE[outcome]])
     if covariate is not None and covariate not in needed:
         needed.append(covariate)

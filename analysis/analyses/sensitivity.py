@@ -37,7 +37,8 @@ from analysis.settings import (
 )
 
 __all__ = ["SENSITIVITY_COLUMNS", "sensitivity_estimates", "two_stage_rows", "leave_one_out", "influence_summary",
-           "window_average_outcomes", "improvement_recovery", "multiple_imputation", "PRIMARY"]
+           "window_average_outcomes", "improvement_recovery", "multiple_imputation", "PRIMARY",
+           "leave_out_rows"]
 
 SENSITIVITY_COLUMNS = RESULT_COLUMNS + ["fmi"]
 # imputed values are kept inside the plausible ranges (covariates) and the 0-100 scales (outcomes)
@@ -81,10 +82,18 @@ def leave_one_out(participants, outcomes) -> list[dict]:
     rows = []
     for comparison, outcome, window in PRIMARY:
         st = continuous_stats(outcome_sample(participants, outcomes, comparison, outcome, window), outcome)
-        for i, trial in enumerate(st.trial_ids):
-            fit = fit_reml(st.subset(np.arange(st.k) != i))
-            rows.append(result_row(f"leave_out:{trial}", comparison, outcome, window, "exercise", "md", fit.summary(),
-                                   continuous_method(), fit.message))
+        rows += leave_out_rows(st, comparison, outcome, window)
+    return rows
+
+
+def leave_out_rows(st, comparison, outcome, window, method_note="") -> list[dict]:
+    """One refit per trial of ``st`` without it (none when a single trial is left: removing
+    it leaves nothing to fit)."""
+    rows = []
+    for i, trial in enumerate(st.trial_ids if st.k >= 2 else []):
+        fit = fit_reml(st.subset(np.arange(st.k) != i))
+        rows.append(result_row(f"leave_out:{trial}", comparison, outcome, window, "exercise", "md", fit.summary(),
+                               continuous_method() + method_note, fit.message))
     return rows
 
 
@@ -121,7 +130,12 @@ def improvement_recovery(participants, outcomes, share=RECOVERY_IMPROVEMENT) -> 
     o = outcomes.merge(participants[["trial_id", "participant_id", "pain_bl", "function_bl"]],
                        on=["trial_id", "participant_id"], how="left")
     ok = o.pain.notna() & o.function.notna() & (o.pain_bl > 0) & (o.function_bl > 0)
-    rec = ((o.pain <= (1 - share) * o.pain_bl) & (o.function <= (1 - share) * o.function_bl)).astype(float)
+    # a tolerance far below any real score difference: on rescaled integer scales the
+    # boundary case (7 of 24 after 10 of 24 is exactly 30 %) is common, and floating point
+    # (100 * 7/24 against 0.7 * 100 * 10/24) or the 10 digits of the derived CSV files must
+    # not decide it
+    tol = 1e-6
+    rec = ((o.pain <= (1 - share) * o.pain_bl + tol) & (o.function <= (1 - share) * o.function_bl + tol)).astype(float)
     return outcomes.assign(recovered=rec.where(ok).to_numpy())
 
 

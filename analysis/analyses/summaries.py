@@ -41,9 +41,10 @@ from analysis.analyses.samples import outcome_sample
 from analysis.errors import InputError
 from analysis.io import write_text
 from analysis.models.onestage import TrialStats, fit_reml
-from analysis.settings import COMPARISONS, COVARIATES, WINDOWS
+from analysis.settings import BINARY_COVARIATES, COMPARISONS, COVARIATES, WINDOWS
 
-__all__ = ["export_trial_stats", "load_trial_stats", "fit_from_stats", "FORMAT_VERSION"]
+__all__ = ["export_trial_stats", "load_trial_stats", "fit_from_stats", "FORMAT_VERSION", "stats_entries",
+           "assemble_stats", "stats_key", "continuous_rows"]
 
 FORMAT_VERSION = 1
 _FIELDS = ("cross", "resid_df", "logdet_ztz", "n", "n_treated", "tt_raw")
@@ -58,8 +59,33 @@ def _analyses():
                     yield c, o, w.name, cov
 
 
-def _key(c, o, w, cov):
+def stats_key(c, o, w, cov=None):
     return "|".join([c, o, w] + ([cov] if cov else []))
+
+
+_key = stats_key
+
+
+def stats_entries(st: TrialStats, varies: pd.Series) -> dict:
+    """{trial_id: its statistics of one analysis}, as exported (JSON-ready lists)."""
+    out = {}
+    for i, tid in enumerate(st.trial_ids):
+        entry = {f: (getattr(st, f)[i].tolist()) for f in _FIELDS}
+        entry["terms"] = list(st.terms)
+        entry["varies"] = bool(varies.get(tid, False))
+        out[str(tid)] = entry
+    return out
+
+
+def assemble_stats(entries: list) -> tuple[TrialStats, pd.Series]:
+    """TrialStats over trials from their exported entries [(trial_id, entry), ...], and the
+    'covariate varies within both arms' flags."""
+    entries = sorted(entries, key=lambda e: e[0])
+    ids = np.array([e[0] for e in entries])
+    arrays = {f: np.array([e[1][f] for e in entries], dtype=float) for f in _FIELDS}
+    st = TrialStats(ids, tuple(entries[0][1]["terms"]), arrays["cross"], arrays["resid_df"], arrays["logdet_ztz"],
+                    arrays["n"].astype(int), arrays["n_treated"].astype(int), arrays["tt_raw"])
+    return st, pd.Series([bool(e[1]["varies"]) for e in entries], index=ids)
 
 
 def export_trial_stats(participants, outcomes, out_dir) -> list[Path]:
@@ -78,11 +104,8 @@ def export_trial_stats(participants, outcomes, out_dir) -> list[Path]:
                 continue
             st = continuous_design(d, o, cov)
             varies = trials_varying(d)
-        for i, tid in enumerate(st.trial_ids):
-            entry = {f: (getattr(st, f)[i].tolist()) for f in _FIELDS}
-            entry["terms"] = list(st.terms)
-            entry["varies"] = bool(varies.get(tid, False))
-            per_trial.setdefault(str(tid), {})[_key(c, o, w, cov)] = entry
+        for tid, entry in stats_entries(st, varies).items():
+            per_trial.setdefault(tid, {})[_key(c, o, w, cov)] = entry
     out_dir = Path(out_dir)
     written = []
     for tid, analyses in sorted(per_trial.items()):
@@ -109,40 +132,26 @@ def load_trial_stats(stats_dir) -> dict:
                              found=doc.get("format_version"))
         for key, entry in doc["analyses"].items():
             by_key.setdefault(key, []).append((doc["trial_id"], entry))
-    out = {}
-    for key, entries in by_key.items():
-        entries.sort(key=lambda e: e[0])
-        ids = np.array([e[0] for e in entries])
-        arrays = {f: np.array([e[1][f] for e in entries], dtype=float) for f in _FIELDS}
-        st = TrialStats(ids, tuple(entries[0][1]["terms"]), arrays["cross"], arrays["resid_df"], arrays["logdet_ztz"],
-                        arrays["n"].astype(int), arrays["n_treated"].astype(int), arrays["tt_raw"])
-        out[key] = (st, pd.Series([e[1]["varies"] for e in entries], index=ids))
-    return out
+    return {key: assemble_stats(entries) for key, entries in by_key.items()}
 
 
-def fit_from_stats(stats_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The continuous overall estimates and modifier rows from exported statistics."""
-    stats = load_trial_stats(stats_dir)
+def continuous_rows(stats: dict, method_note: str = "", modifier_note: str = "from per-trial summaries: "
+                    "no non-linearity test") -> tuple[list, list]:
+    """The continuous overall rows and modifier rows from assembled statistics
+    ({key: (TrialStats, varies)}), in the order of the pooled results."""
     est_rows, mod_rows = [], []
-    note_logistic = "not available from summary statistics: the mixed logistic model needs individual outcomes"
     for c in COMPARISONS:
-        for o in ("pain", "function", "recovered"):
+        for o in ("pain", "function"):
             for w in WINDOWS:
-                if o == "recovered":
-                    est_rows.append(empty_row("overall", c, o, w.name, "exercise", "log_or",
-                                              "one-stage mixed logistic", note_logistic))
-                    continue
                 entry = stats.get(_key(c, o, w.name, None))
+                method = continuous_method() + method_note
                 if entry is None:
-                    est_rows.append(empty_row("overall", c, o, w.name, "exercise", "md", continuous_method(),
+                    est_rows.append(empty_row("overall", c, o, w.name, "exercise", "md", method,
                                               "not estimable: no trials with both arms at this window"))
                     continue
                 fit = fit_reml(entry[0])
-                est_rows.append(
-                    result_row(
-                        "overall", c, o, w.name, "exercise", "md", fit.summary(), continuous_method(), fit.message
-                    )
-                )
+                est_rows.append(result_row("overall", c, o, w.name, "exercise", "md", fit.summary(), method,
+                                           fit.message))
                 for cov in COVARIATES:
                     e = stats.get(_key(c, o, w.name, cov))
                     if e is None:
@@ -155,8 +164,21 @@ def fit_from_stats(stats_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
                     fit_m, within, across, ts = continuous_interaction(st)
                     rows = interaction_rows(c, o, w.name, cov, k, n, int(varies.sum()), within, across, fit_m.converged,
                                             fit_m.message, fit_m.tau2, ts)
-                    rows[0]["note"] = (rows[0]["note"] + "; " if rows[0]["note"] else "") + \
-                        "from per-trial summaries: no non-linearity test"
+                    if cov not in BINARY_COVARIATES:  # the non-linearity test is for continuous covariates
+                        rows[0]["note"] = (rows[0]["note"] + "; " if rows[0]["note"] else "") + modifier_note
                     mod_rows += rows
-    return (pd.DataFrame(est_rows, columns=RESULT_COLUMNS),
+    return est_rows, mod_rows
+
+
+def fit_from_stats(stats_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The continuous overall estimates and modifier rows from exported statistics."""
+    est_rows, mod_rows = continuous_rows(load_trial_stats(stats_dir))
+    note_logistic = "not available from summary statistics: the mixed logistic model needs individual outcomes"
+    rows = {(r["comparison"], r["outcome"], r["window"]): r for r in est_rows}
+    for c in COMPARISONS:
+        for w in WINDOWS:
+            rows[c, "recovered", w.name] = empty_row("overall", c, "recovered", w.name, "exercise", "log_or",
+                                                     "one-stage mixed logistic", note_logistic)
+    ordered = [rows[c, o, w.name] for c in COMPARISONS for o in ("pain", "function", "recovered") for w in WINDOWS]
+    return (pd.DataFrame(ordered, columns=RESULT_COLUMNS),
             holm_by_family(pd.DataFrame(mod_rows, columns=MODIFIER_COLUMNS)))

@@ -284,16 +284,20 @@ def modifier_curves(rep: Report, outcome="pain", comparison="none_usual_care", w
         else:
             ax.fill_between(curve.value, curve.ci_low, curve.ci_high, color=FILL, lw=0)
             ax.plot(curve.value, curve.estimate, color=INK, lw=1.2)
-            ax.plot(deciles.value, np.zeros(len(deciles)), "|", color=ACCENT, ms=7, mew=1,
-                    transform=ax.get_xaxis_transform(), clip_on=False)
+            if len(deciles):  # an empty unclipped line has no extent and collapses the layout
+                ax.plot(deciles.value, np.zeros(len(deciles)), "|", color=ACCENT, ms=7, mew=1,
+                        transform=ax.get_xaxis_transform(), clip_on=False)
         ax.axhline(0, color=MUTED, lw=0.7, ls=(0, (3, 2)))
         ax.set_xlabel(textwrap.fill(COVARIATE_LABEL[cov], 28))
     for ax in axes[len(covs):]:
         ax.set_axis_off()
     key = axes[-1] if len(covs) < len(axes) else fig
-    key.text(0.0, 0.6, "Line: predicted effect; band: 95% CI.\nTicks on each axis: deciles of\nthe covariate. "
-             "Negative values\nfavour exercise.", transform=key.transAxes if key is not fig else fig.transFigure,
-             fontsize=7.5, color=MUTED, va="center")
+    where = ("Ticks on each axis: deciles of\nthe covariate." if (c.kind == "decile").any()
+             else "Curves span the mean \u00b1 1.645\nSD (no deciles: federated).")
+    key_text = f"Line: predicted effect; band: 95% CI.\n{where} Negative values\nfavour exercise."
+    note = key.text(0.0, 0.6, key_text, transform=key.transAxes if key is not fig else fig.transFigure,
+                    fontsize=7.5, color=MUTED, va="center")
+    note.set_in_layout(False)  # a legend in the empty panel: it must not shrink the others
     for row in range(nrows):
         axes[row * ncols].set_ylabel(f"Effect on {OUTCOME_LABEL[outcome]}\n(MD, 0-100)")
     return _close(fig)

@@ -8,6 +8,7 @@ kernel kept alive between renders never shows old results.
 from __future__ import annotations
 
 import functools
+import json
 import re
 
 import numpy as np
@@ -108,14 +109,6 @@ class Report:
         return read_csv(path) if path.exists() else None
 
     @functools.cached_property
-    def participants(self):
-        return self._derived("participants")
-
-    @functools.cached_property
-    def outcomes(self):
-        return self._derived("outcomes")
-
-    @functools.cached_property
     def flow(self):
         return self._derived("flow")
 
@@ -124,20 +117,16 @@ class Report:
         return self._derived("trials")
 
     @functools.cached_property
-    def exclusions(self):
-        return self._derived("exclusions")
-
-    @functools.cached_property
-    def value_issues(self):
-        return self._derived("value_issues")
-
-    @functools.cached_property
     def harmonisation_log(self):
         return self._derived("harmonisation_log")
 
     @functools.cached_property
     def instruments(self):
         return self._derived("instruments")
+
+    @functools.cached_property
+    def baseline(self):
+        return self._result("baseline")
 
     @functools.cached_property
     def estimates(self):
@@ -178,6 +167,54 @@ class Report:
     @functools.cached_property
     def provenance(self) -> dict:
         return read_provenance(self.paths) or {}
+
+    @functools.cached_property
+    def federation(self) -> dict | None:
+        """The federated run's record (sites, failures, rounds, bytes); None after a pooled run."""
+        path = self.paths.federation_file
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    @functools.cached_property
+    def disclosure(self):
+        """The sites' refusals under disclosure control (federated runs only)."""
+        return self._result("disclosure")
+
+    def federated_methods(self) -> str:
+        """The methods' sentence on how a federated run was done ("" after a pooled run)."""
+        fed = self.federation
+        if fed is None:
+            return ""
+        answered = sum(s["ok"] for s in fed["sites"])
+        return (f"The analysis was run federated on vantage6 [@moncada2020]: each of {_n(answered)} data stations "
+                "harmonised its own trial files with the same code and returned only per-trial sufficient "
+                "statistics of the continuous models, aggregates by arm, and, for the mixed logistic models, its "
+                f"log-likelihood with gradient and Hessian at the parameters of each of {_n(fed['rounds'])} "
+                "Newton rounds, which reach the pooled maximum-likelihood estimates. Stations refused statistics "
+                "for cells below their own disclosure thresholds, as DataSHIELD does [@gaye2014]. The spline "
+                "non-linearity tests, multiple imputation of covariates and the covariate deciles of the effect "
+                "curves need pooled participant data and were not run.")
+
+    def federation_paragraph(self) -> str:
+        """The reproducibility appendix's account of a federated run ("" after a pooled run)."""
+        fed = self.federation
+        if fed is None:
+            return ""
+        sites = fed["sites"]
+        answered = [s for s in sites if s["ok"]]
+        received = sum(s.get("bytes_received", 0) for s in sites) / 1e6
+        refused = self.disclosure if self.disclosure is not None else pd.DataFrame(columns=["site"])
+        text = [f"## Federated run {{#sec-reproducibility-federated}}\n\nThese results come from a federated "
+                f"run on vantage6: {_n(len(answered))} of {_n(len(sites))} data stations answered, the mixed "
+                f"logistic models took {_n(fed['rounds'])} likelihood rounds, and the stations sent "
+                f"{received:.1f} MB of statistics in all. Each station's specifications and raw files are "
+                "identified by a SHA-256 checksum over them (@tbl-checksums); the data themselves stayed at the "
+                f"stations. Stations refused {_n(len(refused))} statistics under their disclosure thresholds "
+                f"({_n(refused.site.nunique())} stations), listed by station in `results/disclosure.csv`."]
+        if not fed["complete"]:
+            failed = "; ".join(f"{f['site']}: {f['error']}" for f in fed["failures"])
+            text.append(f"**The run is incomplete**: {_n(len(fed['failures']))} station(s) failed, and their "
+                        f"trials are not in these results ({failed}).")
+        return "\n\n".join(text) + "\n"
 
     @property
     def demo_truth(self):

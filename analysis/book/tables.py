@@ -145,19 +145,19 @@ def trial_characteristics(rep: Report) -> GT:
     return g.tab_spanner("Participants", ["Received", "Analysed"]).tab_spanner("Instrument", ["Pain", "Function"])
 
 
-def _summ_continuous(x):
-    x = x.dropna()
-    return f"{x.mean():.1f} ({x.std(ddof=1):.1f})" if len(x) >= SMALL_CELL else ("<5 measured" if len(x) else DASH)
+def _summ_continuous(r):
+    if r.n_measured >= SMALL_CELL:
+        return f"{r['mean']:.1f} ({r.sd:.1f})"
+    return "<5 measured" if r.n_measured else DASH
 
 
-def _summ_binary(x):
-    x = x.dropna()
-    if not len(x):
+def _summ_binary(r):
+    if not r.n_measured:
         return DASH
-    k = int(x.sum())
-    if k < SMALL_CELL or len(x) - k < SMALL_CELL:  # the complement would reveal a small cell
+    k = int(round(r.ones))
+    if k < SMALL_CELL or r.n_measured - k < SMALL_CELL:  # the complement would reveal a small cell
         return f"suppressed (<{SMALL_CELL})"
-    return f"{k} ({100 * k / len(x):.0f}%)"
+    return f"{k} ({100 * k / r.n_measured:.0f}%)"
 
 
 def _count(k, n):
@@ -167,19 +167,24 @@ def _count(k, n):
 
 
 def baseline_by_arm_data(rep: Report) -> pd.DataFrame:
-    """Mean (SD) or n (%), and the number missing, by arm type; small cells suppressed."""
-    p = rep.participants
+    """Mean (SD) or n (%), and the number missing, by arm type (from results/baseline.csv:
+    sums over trials, the same in a pooled and a federated run); small cells suppressed."""
+    b = rep.baseline.set_index(["arm", "covariate"])
     rows = []
     for cov in COVARIATES:
         row = {"Characteristic": COVARIATE_LABEL[cov] + (", n (%)" if cov in BINARY_COVARIATES else ", mean (SD)")}
         for arm, label in ARM_LABEL.items():
-            x = p.loc[p.comparison == arm, cov]
-            row[label] = _summ_binary(x) if cov in BINARY_COVARIATES else _summ_continuous(x)
-            row[f"{label} missing"] = _count(int(x.isna().sum()), len(x))
+            if (arm, cov) not in b.index:
+                row[label], row[f"{label} missing"] = DASH, ""
+                continue
+            r = b.loc[(arm, cov)]
+            row[label] = _summ_binary(r) if cov in BINARY_COVARIATES else _summ_continuous(r)
+            row[f"{label} missing"] = _count(int(r.n_missing), int(r.n))
         rows.append(row)
     n_row = {"Characteristic": "Participants, n"}
+    sizes = rep.baseline.groupby("arm").n.max()
     for arm, label in ARM_LABEL.items():
-        n_row[label] = str(int((p.comparison == arm).sum()))
+        n_row[label] = str(int(sizes.get(arm, 0)))
         n_row[f"{label} missing"] = ""
     return pd.DataFrame([n_row] + rows)
 
@@ -208,38 +213,43 @@ def flow_table(rep: Report) -> GT:
     return g.tab_spanner("With outcome data", ["Short", "Moderate", "Long"])
 
 
-def _by_trial_and_reason(log: pd.DataFrame) -> pd.DataFrame:
-    """Counts per trial (rows) and reason (columns), with a total."""
-    if log.empty:
-        return pd.DataFrame({"Trial": [], "All": []})
-    table = pd.crosstab(log.trial_id, log.reason.map(reason_label))
+def _by_trial_and_reason(flow: pd.DataFrame, prefix: str, extra: dict | None = None) -> pd.DataFrame:
+    """Counts per trial (rows) and reason (columns, from flow.csv's ``<prefix><reason>``
+    columns), with a total; trials and reasons without any are left out."""
+    cols = [c for c in flow.columns if c.startswith(prefix) and flow[c].sum() > 0]
+    table = flow.set_index("trial_id")[cols].rename(columns=lambda c: reason_label(c.removeprefix(prefix)))
+    for name, col in (extra or {}).items():
+        if col in flow and flow[col].sum() > 0:
+            table[name] = flow.set_index("trial_id")[col]
     table.columns = [c[0].upper() + c[1:] for c in table.columns]
     table["All"] = table.sum(axis=1)
-    return table.reset_index().rename(columns={"trial_id": "Trial"})
+    table = table[table.All > 0]
+    return table.reset_index().rename(columns={"trial_id": "Trial"}).astype({c: int for c in table.columns})
 
 
 def exclusion_table_data(rep: Report) -> pd.DataFrame:
-    """Excluded records per trial (rows) and reason (columns)."""
-    return _by_trial_and_reason(rep.exclusions)
+    """Participants excluded per trial (rows) and reason (columns)."""
+    return _by_trial_and_reason(rep.flow, "excluded_")
 
 
 def exclusion_table(rep: Report) -> GT:
     df = exclusion_table_data(rep)
-    g = _gt(df, "Raw records of participants whose identity or arm is unknown, and records that are no randomised "
-                "participant’s; a trial in long layout has one record per visit. Each is listed with its source "
-                "file, row and reason in data/derived/exclusions.csv.")
+    g = _gt(df, "Participants whose identity or arm is unknown, and records that are no randomised participant’s. "
+                "Each raw record is listed with its source file, row and reason in data/derived/exclusions.csv "
+                "(at the trial’s site in a federated analysis).")
     return g.sub_zero(zero_text="")
 
 
 def value_issue_table_data(rep: Report) -> pd.DataFrame:
-    """Values set missing (and visit records not used) per trial and reason."""
-    return _by_trial_and_reason(rep.value_issues)
+    """Values set missing per trial and reason, and visit records outside every window."""
+    return _by_trial_and_reason(rep.flow, "missing_", {"follow-up outside windows": "records_outside_windows"})
 
 
 def value_issue_table(rep: Report) -> GT:
     df = value_issue_table_data(rep)
     g = _gt(df, "The participant stays in the master data; only the value is missing. Each is listed with its file, "
-                "row, column and raw value in data/derived/value_issues.csv.", font="8pt")
+                "row, column and raw value in data/derived/value_issues.csv (at the trial’s site in a federated "
+                "analysis).", font="8pt")
     return g.sub_zero(zero_text="")
 
 
@@ -413,6 +423,9 @@ def mi_modifiers(rep: Report, window="short") -> GT:
     note = ("Within-trial interactions (change in the exercise effect per unit of the covariate). MI: 20 imputations "
             "by chained equations within trials; covariates a trial never measured drawn with a random trial "
             "intercept; Rubin’s rules with Barnard-Rubin df. FMI: fraction of missing information.")
+    if rep.federation is not None:
+        note = ("Within-trial interactions (change in the exercise effect per unit of the covariate). Multiple "
+                "imputation is not available in a federated analysis: it needs other trials' participants.")
     return _gt(df, note, groups="Result", stub="Covariate", font="8pt",
                widths={"Covariate": "26%", "CC trials": "9%", "Complete cases (95% CI)": "24%", "MI trials": "9%",
                        "Multiple imputation (95% CI)": "24%", "FMI": "8%"})
@@ -531,7 +544,9 @@ def checksums_table(inputs: dict) -> GT:
     df = pd.DataFrame(sorted((k, v) for k, v in inputs.items() if not k.startswith("analysis/")),
                       columns=["File", "SHA-256"])
     df["Folder"] = df.File.str.split("/").str[0].map({"specs": "Trial specifications (data/specs)",
-                                                      "raw": "Raw data files (data/raw)"}).fillna("Other")
+                                                      "raw": "Raw data files (data/raw)",
+                                                      "sites": "Data stations (specifications and raw files)"})
+    df["Folder"] = df.Folder.fillna("Other")
     df["File"] = df.File.str.split("/").str[-1]
     df["SHA-256"] = df["SHA-256"].str[:16]
     return _gt(df, "First 16 hexadecimal digits; the full checksums are in results/provenance.json.",
@@ -549,6 +564,19 @@ BENCHMARK_ROWS = {
     "all_s": ("Whole pipeline, python -m analysis all (s)", 1),
     "peak_rss_gib": ("Peak memory of the pipeline (GiB)", 2),
 }
+
+
+def refusals_table(rep: Report) -> GT:
+    """Statistics the stations of a federated run refused, by station and reason."""
+    refused = rep.disclosure
+    if refused is None or refused.empty:
+        return _gt(pd.DataFrame({"Disclosure control": ["No station refused any statistic."]}))
+    counts = (refused.assign(Reason=refused.reason.str.capitalize())
+              .groupby(["site", "Reason"]).size().rename("Statistics refused").reset_index()
+              .rename(columns={"site": "Station"}))
+    return _gt(counts, "A statistic is refused for a trial whose arm has fewer participants, or (recovery) fewer "
+               "events or non-events, than the station's threshold; the full list is results/disclosure.csv.",
+               font="8pt")
 
 
 def benchmarks_table(bench: pd.DataFrame) -> GT:

@@ -105,7 +105,9 @@ _MONTHS_PER = {"days": 12 / 365.25, "weeks": 12 / 52, "months": 1.0, "years": 12
 
 
 def _recovered(pain, function, threshold=RECOVERY_THRESHOLD):
-    rec = ((pain <= threshold) & (function <= threshold)).astype(float)
+    # a rescaled score on the threshold is on it even when floating point puts it a few
+    # ulps above (the tolerance is far below any real score difference)
+    rec = ((pain <= threshold + 1e-6) & (function <= threshold + 1e-6)).astype(float)
     rec[np.isnan(pain) | np.isnan(function)] = np.nan
     return rec
 

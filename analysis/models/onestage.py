@@ -527,7 +527,42 @@ def _gamma_optimum(st: TrialStats):
         at_zero = f([0.0])[0]
     if at_zero <= best_dev + 1e-9 or best_log <= -14.0:
         return 0.0, True  # boundary: the likelihood is maximised at tau^2 = 0 (lme4: singular)
-    return float(np.exp(best_log)), bool(np.isfinite(best_dev))
+    edge = float(np.exp(_FIRST_GRID[-1]))
+    if best_log >= _FIRST_GRID[-1] or f([edge])[0] <= best_dev + 1e-9 * max(1.0, abs(best_dev)):
+        # still rising at tau^2/sigma^2 = e^9, or as high there as at the best point up to
+        # rounding (a flat profile, e.g. two trials and two trial-level terms, whose "optimum"
+        # only the order of summation decides): no maximum, tau^2 not identified
+        return edge, False
+    return _polish_gamma(st, float(np.exp(best_log))), bool(np.isfinite(best_dev))
+
+
+_POLISH_RANGE = 0.01  # in log(gamma): about 16 times the last grid step
+
+
+def _polish_gamma(st: TrialStats, gamma: float) -> float:
+    """Newton steps on the REML score in (sigma^2, tau^2) from the grid's optimum. Where the
+    profile is flat (tau^2 barely identified) the grid's parabola finds the optimum only to
+    about 1e-5; the root of the analytic score is found to rounding, so that fits from the
+    same data summed in another order (e.g. per site) agree to 1e-9 and better."""
+    _, sigma2 = _profiled_deviance(st, gamma)
+    tau2 = gamma * sigma2
+    dev = reml_deviance(st, sigma2, tau2)
+    for _ in range(8):
+        grad, hess, _ = _derivatives(st, sigma2, tau2, False, [True, True])
+        try:
+            step = np.linalg.solve(hess, grad)
+        except np.linalg.LinAlgError:
+            break
+        new_sigma2, new_tau2 = sigma2 - step[0], tau2 - step[1]
+        if new_sigma2 <= 0 or new_tau2 <= 0 or abs(np.log(new_tau2 / new_sigma2 / gamma)) > _POLISH_RANGE:
+            break  # a polish, not a search: it stays within the grid's last step of the optimum
+        new_dev = reml_deviance(st, new_sigma2, new_tau2)
+        if not new_dev <= dev + 1e-12 * abs(dev):
+            break  # not a descent (far from quadratic): keep the grid's optimum
+        sigma2, tau2, dev = new_sigma2, new_tau2, new_dev
+        if abs(step[1]) <= 1e-13 * tau2 and abs(step[0]) <= 1e-13 * sigma2:
+            break
+    return float(tau2 / sigma2)
 
 
 def _fit_trial_specific(st: TrialStats, gamma0: float, sigma2_0: float):
@@ -575,6 +610,9 @@ def fit_reml(
         message = "fewer than two trials contribute: tau^2 is not estimable, common-effect model fitted"
     if random_effect:
         gamma, converged = _gamma_optimum(st)
+        if not converged:
+            message = ("tau^2 not identified: the restricted likelihood keeps rising as tau^2 grows "
+                       "(too few trials for the model's trial-level terms); estimates at tau^2/sigma^2 = e^9")
     else:
         gamma, converged = 0.0, True
     dev, sigma2 = _profiled_deviance(st, gamma)  # at the optimum this is the REML deviance
@@ -592,7 +630,8 @@ def fit_reml(
     coef = cov @ m[:q, q]
     df = np.full(q, np.inf)
     if inference == "satterthwaite":
-        active = [True] * (st.k if residual == "trial" else 1) + [random_effect and not boundary]
+        # a tau^2 that is not identified (no maximum) is held where the search stopped
+        active = [True] * (st.k if residual == "trial" else 1) + [random_effect and not boundary and converged]
         _, hess, dcov = _derivatives(st, sig, tau2, residual == "trial", active)
         try:
             hinv = np.linalg.inv(hess)

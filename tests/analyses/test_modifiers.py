@@ -208,3 +208,33 @@ def test_trial_specific_logistic_terms_equal_glm():
     assert f.beta[0] == pytest.approx(g.params["txc"], rel=1e-7)
     assert f.theta == pytest.approx(g.params["t"], rel=1e-7)
     assert f.se_beta[0] == pytest.approx(g.bse["txc"], rel=1e-5)
+
+
+def test_recovery_effect_curves_pass_through_the_overall_effect(demo_results):
+    """Regression: recovery curves were drawn with an extra offset (the across-trial term
+    applied twice), putting the curve at the middle of its covariate range 9 standard errors
+    from the overall log odds ratio (-1.21 against 0.14 for BMI). Source of truth: with
+    theta the effect at xc = 0 and xbar = 0, the curve near the covariate's centre estimates
+    about the average effect of the sample, i.e. the overall estimate; 2.5 SE allows the
+    skewed covariates (duration), whose range midpoint is not their mean."""
+    res = demo_results.paths.results_dir
+    curves = pd.read_csv(res / "modifier_effects.csv").query("outcome == 'recovered' and kind == 'curve'")
+    overall = pd.read_csv(res / "estimates.csv").query("outcome == 'recovered'")
+    middle = curves.groupby(["comparison", "window", "covariate"]).estimate.agg(lambda e: e.iloc[len(e) // 2])
+    merged = middle.rename("middle").reset_index().merge(overall, on=["comparison", "window"])
+    assert len(merged) >= 30
+    assert ((merged.middle - merged.estimate).abs() < 2.5 * merged.se).all()
+
+
+def test_holm_equals_statsmodels():
+    """Source of truth: statsmodels' multipletests(method="holm"), on random p-values, with
+    ties, with values that cap at 1, and one p-value; to 1e-15 (the same products)."""
+    from statsmodels.stats.multitest import multipletests
+
+    from analysis.analyses.modifiers import holm
+
+    rng = np.random.default_rng(7)
+    cases = [rng.uniform(size=10), rng.uniform(0, 0.05, size=7), np.array([0.01, 0.01, 0.04, 0.04, 0.5]),
+             np.array([0.3, 0.6, 0.9]), np.array([0.02])]
+    for p in cases:
+        np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], rtol=0, atol=1e-15)

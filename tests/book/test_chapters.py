@@ -87,12 +87,11 @@ def test_no_hard_coded_result_numbers_in_prose(demo_results):
 # ----------------------------------------------------------------------------- executed chapters
 
 
-@pytest.fixture(scope="module")
-def executed(demo_results, tmp_path_factory):
+def _execute(data_dir, results_dir) -> dict:
     """Every chapter run once in its own kernel, as Quarto runs it for one format."""
     import os
 
-    env = {"IPD_DATA_DIR": str(demo_results.paths.data_dir), "IPD_RESULTS_DIR": str(demo_results.paths.results_dir),
+    env = {"IPD_DATA_DIR": str(data_dir), "IPD_RESULTS_DIR": str(results_dir),
            "QUARTO_PROJECT_ROOT": str(PROJECT_ROOT), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -111,6 +110,19 @@ def executed(demo_results, tmp_path_factory):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def executed(demo_results):
+    return _execute(demo_results.paths.data_dir, demo_results.paths.results_dir)
+
+
+@pytest.fixture(scope="module")
+def executed_federated(federated_run):
+    """The chapters from a federated run's results: its results folder is also its data folder
+    (the stations' aggregates are in ``<results-dir>/derived``; no master data exist)."""
+    results = federated_run.federated.results_dir
+    return _execute(results, results)
 
 
 def _images(cell):
@@ -135,7 +147,26 @@ def _emitted_labels(executed):
 
 @pytest.mark.parametrize("name", [f.name for f in EXECUTABLE])
 def test_chapter_cells_emit_what_the_reader_sees(executed, name):
-    nb = executed[name]
+    _check_outputs(executed[name], name)
+
+
+@pytest.mark.parametrize("name", [f.name for f in EXECUTABLE])
+def test_chapters_render_from_federated_results(executed_federated, name):
+    _check_outputs(executed_federated[name], name)
+
+
+def test_federated_run_is_described_where_the_reader_looks(executed_federated):
+    def text(nb):
+        return "".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "")
+                       + o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
+
+    methods, reproducibility = text(executed_federated["methods.qmd"]), text(executed_federated["reproducibility.qmd"])
+    assert "run federated on vantage6" in methods and "[@moncada2020]" in methods
+    assert "The run is incomplete" in reproducibility and "T98" in reproducibility
+    assert "Statistics refused" in reproducibility or "No station refused" in reproducibility
+
+
+def _check_outputs(nb, name):
     for cell in nb.cells:
         label = cell_label(cell)
         for out in cell.get("outputs", []):
