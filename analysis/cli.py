@@ -101,9 +101,10 @@ def cmd_fit(args, paths: Paths) -> int:
         written = [write_csv(est, paths.result_file("estimates")), write_csv(mods, paths.result_file("modifiers"))]
         print("wrote " + ", ".join(str(p) for p in written) + " (from per-trial statistics: continuous outcomes only)")
         return 0
+    from analysis.analyses.fit import default_jobs
     from analysis.pipeline import fit
 
-    written = fit(paths, progress=_progress)
+    written = fit(paths, progress=_progress, jobs=args.jobs or default_jobs())
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -205,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="fit the continuous one-stage models from per-trial statistics (export-stats) instead of raw data",
     )
+    p.add_argument("--jobs", type=int, default=None,
+                   help="processes for independent analyses (default: all cores; results are identical)")
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser(
         "export-stats", parents=[common], help="write per-trial sufficient statistics (no row-level data)"
@@ -213,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export_stats)
     p = sub.add_parser("all", parents=[common], help="demo-data (if data/raw is empty), harmonise, fit")
     p.add_argument("--seed", type=int, default=2020, help="seed for demo-data (default 2020)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="processes for independent analyses (default: all cores; results are identical)")
     p.set_defaults(func=cmd_all)
     p = sub.add_parser("federated", parents=[common],
                        help="the federated analysis (vantage6): sites send statistics, never participant data")

@@ -76,7 +76,7 @@ def check(paths: Paths) -> tuple[list[str], list[str]]:
     return problems, notes
 
 
-def fit(paths: Paths, progress=None) -> list:
+def fit(paths: Paths, progress=None, jobs: int = 1) -> list:
     from analysis.analyses.fit import fit_all
 
-    return fit_all(paths, progress=progress)
+    return fit_all(paths, progress=progress, jobs=jobs)

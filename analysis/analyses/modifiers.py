@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.analyses.overall import RESULT_COLUMNS, result_row, usable_trials
-from analysis.analyses.samples import BASELINE, sample_from_frame, window_frame
+from analysis.analyses.samples import BASELINE, comparison_participants, complete_cases, sample_from_frame, window_frame
 from analysis.models.distributed import LogisticDesign
 from analysis.models.glmm import fit_mixed_logistic
 from analysis.models.meta import pool
@@ -269,9 +269,13 @@ def logistic_interaction(fit):
     return within, across, coef[idx], cov[np.ix_(idx, idx)]
 
 
-def fit_modifier(participants, outcomes, comparison, outcome, window, covariate, frame=None):
-    """Within- and across-trial interaction rows for one covariate, and figure data."""
-    d = modifier_sample(participants, outcomes, comparison, outcome, window, covariate, frame=frame)
+def fit_modifier(participants, outcomes, comparison, outcome, window, covariate, frame=None, arms=None):
+    """Within- and across-trial interaction rows for one covariate, and figure data. ``arms``:
+    the comparison's participants at the window when the caller already selected them."""
+    if arms is not None:
+        d = centred(complete_cases(arms, outcome, covariate), covariate)
+    else:
+        d = modifier_sample(participants, outcomes, comparison, outcome, window, covariate, frame=frame)
     k, n = d.trial_id.nunique(), len(d)
     scale = "log_or" if outcome == "recovered" else "md"
     varies = trials_varying(d)
@@ -378,13 +382,14 @@ def modifier_estimates(participants, outcomes, windows=None, outcomes_list=("pai
     windows = windows or [w.name for w in WINDOWS]
     rows, curves = [], []
     frames = {w: window_frame(participants, outcomes, w) for w in windows}
+    # each comparison's participants at each window, selected once for its 30 models
+    arms = {(c, w): comparison_participants(frame, c) for w, frame in frames.items() for c in COMPARISONS}
     for comparison in COMPARISONS:
         for outcome in outcomes_list:
             for window in windows:
                 for covariate in COVARIATES:
-                    r, c = fit_modifier(
-                        participants, outcomes, comparison, outcome, window, covariate, frame=frames[window]
-                    )
+                    r, c = fit_modifier(participants, outcomes, comparison, outcome, window, covariate,
+                                        arms=arms[comparison, window])
                     rows.extend(r)
                     if c is not None:
                         curves.append(c)
