@@ -251,16 +251,28 @@ def _ml_profiled(st: TrialStats, gamma: float) -> float:
 
 
 def fit_ml_deviance(st: TrialStats, random_effect: bool = True) -> float:
-    """Minimum ML deviance over (sigma^2, tau^2 >= 0): enough for likelihood-ratio tests."""
+    """Minimum ML deviance over (sigma^2, tau^2 >= 0): enough for likelihood-ratio tests.
+    The profile in log(gamma) is searched on batched grids (as the REML fit is), then the
+    vertex of the parabola through the best point and its neighbours; gamma = 0 is compared."""
+    f = _ProfiledML(st)
+    at_zero = float(f([0.0])[0])
     if not random_effect:
-        return _ml_profiled(st, 0.0)
-    f = lambda lg: _ml_profiled(st, np.exp(lg))  # noqa: E731
-    grid = np.linspace(-12, 8, 21)
-    vals = np.array([f(g) for g in grid])
-    i = int(np.nanargmin(vals))
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-    res = optimize.minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
-    return float(min(res.fun, _ml_profiled(st, 0.0)))
+        return at_zero
+    grid = np.linspace(-12.0, 8.0, 81)
+    for _ in range(3):
+        dev = f(np.exp(grid))
+        i = int(np.argmin(dev))
+        step = grid[1] - grid[0]
+        grid = np.linspace(grid[i] - step, grid[i] + step, 41)
+    dev = f(np.exp(grid))
+    i = int(np.argmin(dev))
+    best = float(dev[i])
+    if 0 < i < len(grid) - 1:
+        curv = dev[i - 1] - 2 * dev[i] + dev[i + 1]
+        if curv > 0:
+            vertex = grid[i] + 0.5 * (grid[1] - grid[0]) * (dev[i - 1] - dev[i + 1]) / curv
+            best = min(best, float(f([np.exp(vertex)])[0]))
+    return min(best, at_zero)
 
 
 def _profiled_deviance(st: TrialStats, gamma: float) -> tuple[float, float]:
@@ -473,21 +485,46 @@ class _ProfiledREML:
         self.nu = st.resid_df.sum() - q
         self.const = st.logdet_ztz.sum() + self.nu * (1 + LOG2PI)
 
-    def __call__(self, gammas) -> np.ndarray:
+    def _cross(self, g):
+        """log|X'V^-1 X| (with its sign) and the GLS residual sum of squares at sigma^2 = 1."""
         q = self.q
-        g = np.asarray(gammas, float)
         c = g[:, None] / (1 + g[:, None] * self.stt[None, :])  # (G, k)
         m = (self.total[None, :] - c @ self.ss).reshape(len(g), q + 1, q + 1)
         a, b, yy = m[:, :q, :q], m[:, :q, q], m[:, q, q]
         if q == 1:
             sign, logdet_a = np.sign(a[:, 0, 0]), np.log(np.abs(a[:, 0, 0]))
-            rss = yy - b[:, 0] ** 2 / a[:, 0, 0]
-        else:
-            sign, logdet_a = np.linalg.slogdet(a)
-            rss = yy - np.einsum("gi,gi->g", b, np.linalg.solve(a, b[:, :, None])[:, :, 0])
+            return (sign, logdet_a), yy - b[:, 0] ** 2 / a[:, 0, 0]
+        sign, logdet_a = np.linalg.slogdet(a)
+        return (sign, logdet_a), yy - np.einsum("gi,gi->g", b, np.linalg.solve(a, b[:, :, None])[:, :, 0])
+
+    def __call__(self, gammas) -> np.ndarray:
+        g = np.asarray(gammas, float)
+        (sign, logdet_a), rss = self._cross(g)
         logdet_v = np.log1p(g[:, None] * self.stt[None, :]).sum(axis=1)
         ok = (sign > 0) & (rss > 0)
         dev = self.const + self.nu * np.log(np.where(ok, rss, self.nu) / self.nu) + logdet_v + logdet_a
+        return np.where(ok, dev, np.inf)
+
+
+class _ProfiledML(_ProfiledREML):
+    """The ML deviance with sigma^2 profiled out, for many gammas at once. With rss the GLS
+    residual sum of squares at sigma^2 = 1 and c_i = gamma / (1 + gamma t_i't_i):
+    N (1 + log 2 pi + log(rss / N)) + sum_i log(1 + gamma s_i) - sum_i log(1 - c_i h_i)
+    (ml_deviance with sigma^2 = rss / N; s_i the projected and h_i = t_i't_i - s_i)."""
+
+    def __init__(self, st: TrialStats):
+        super().__init__(st)
+        self.n = float(st.n.sum())
+        self.tt_raw = st.tt_raw
+        self.h = st.tt_raw - self.stt
+
+    def __call__(self, gammas) -> np.ndarray:
+        g = np.asarray(gammas, float)
+        _, rss = self._cross(g)
+        c = g[:, None] / (1 + g[:, None] * self.tt_raw[None, :])
+        logdet = np.log1p(g[:, None] * self.stt[None, :]).sum(axis=1) - np.log1p(-c * self.h[None, :]).sum(axis=1)
+        ok = rss > 0
+        dev = self.n * (1 + LOG2PI + np.log(np.where(ok, rss, self.n) / self.n)) + logdet
         return np.where(ok, dev, np.inf)
 
 

@@ -299,3 +299,25 @@ def test_constant_covariate_with_rounding_noise_is_collinear():
     assert reml_deviance(st, 120.0, 9.0) == pytest.approx(
         reml_deviance_dense(d.trial_id, d.y, x, z, 120.0, 9.0), rel=1e-9
     )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batched_ml_profile_equals_ml_deviance_and_a_scalar_search(seed):
+    """Source of truth: ml_deviance (itself equal to the dense evaluation above) at
+    sigma^2 = rss / N, to 1e-10; and the minimum found by scipy's bounded scalar search over
+    log(gamma) (xatol 1e-10; the method fit_ml_deviance used before), to 1e-9 relative."""
+    from scipy import optimize
+
+    from analysis.models.onestage import _ml_profiled, _ProfiledML, fit_ml_deviance
+
+    rng = np.random.default_rng(seed)
+    d = continuous_ipd(rng, k=6, n_range=(10, 40))
+    for covariate in (False, True):
+        st = _stats(d, covariate)
+        gammas = np.array([0.0, 1e-4, 0.05, 0.7, 3.0, 40.0])
+        np.testing.assert_allclose(_ProfiledML(st)(gammas), [_ml_profiled(st, g) for g in gammas], rtol=1e-10)
+        search = optimize.minimize_scalar(lambda lg, st=st: _ml_profiled(st, np.exp(lg)), bounds=(-12, 8),
+                                          method="bounded", options={"xatol": 1e-10})
+        expected = min(search.fun, _ml_profiled(st, 0.0))
+        assert fit_ml_deviance(st) == pytest.approx(expected, rel=1e-9)
+        assert fit_ml_deviance(st) <= expected + 1e-9 * abs(expected)
