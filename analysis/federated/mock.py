@@ -9,6 +9,7 @@ import json
 import shutil
 import tempfile
 import uuid
+from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
@@ -90,5 +91,6 @@ def write_result(result: dict, results_dir: Path, data_paths: Paths | None = Non
     record = provenance_record(data_paths) if data_paths is not None else {}
     record = {k: v for k, v in record.items() if k in ("python", "packages", "git_commit", "demo_truth")}
     record.update(mode="federated", sites={s["site"]: s.get("digest") for s in federation["sites"]})
+    record.setdefault("packages", {})["vantage6-algorithm-tools"] = version("vantage6-algorithm-tools")
     written.append(write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", results_dir / "provenance.json"))
     return written

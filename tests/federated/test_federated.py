@@ -55,6 +55,7 @@ def test_a_site_whose_spec_is_wrong_fails_alone_and_the_run_says_incomplete(fede
             assert site["tasks"] == 1 + federation["rounds"] and site["bytes_received"] > 0
     provenance = json.loads((run.federated.results_dir / "provenance.json").read_text())
     assert provenance["mode"] == "federated" and BROKEN_SITE in provenance["sites"]
+    assert "vantage6-algorithm-tools" in provenance["packages"]
 
 
 @pytest.mark.parametrize("name", ["estimates", "modifiers"])
