@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import demo
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MARK = "<!-- federated -->"
@@ -55,8 +57,7 @@ def run_size(n_trials: int, n_participants: int) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="ipd-fed-bench-"))
     data, pooled, federated = tmp / "data", tmp / "pooled", tmp / "federated"
     py = [sys.executable, "-m", "analysis"]
-    _timed(py + ["demo-data", "--trials", str(n_trials), "--participants", str(n_participants),
-                 "--data-dir", str(data), "--specs"])
+    demo.write_raw(data / "raw", n_trials=n_trials, n_total=n_participants, spec_dir=data / "specs")
     pooled_s = _timed(py + ["all", "--data-dir", str(data), "--results-dir", str(pooled)])
     federated_s = _timed(py + ["federated", "--mock", "--min-cell", "0", "--min-events", "0",
                                "--data-dir", str(data), "--results-dir", str(federated)])

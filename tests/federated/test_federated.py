@@ -213,3 +213,24 @@ def test_federated_results_are_not_rebuilt_by_the_render(federated_run):
     out = subprocess.run([sys.executable, "-m", "analysis", "check", "--results", "--data-dir", str(results),
                           "--results-dir", str(results)], capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert out.returncode == 0 and "federated run" in out.stdout
+
+
+def test_a_real_networks_result_file_is_written_as_results(tmp_path, capsys):
+    """`federated --result FILE`: the JSON a central task returned becomes the results tables;
+    a file that is not such a result stops with the file named (exit 2)."""
+    from analysis.cli import main
+
+    result = {"tables": {"estimates": {"columns": ["comparison", "estimate"], "data": [["none_usual_care", -10.2]]},
+                         "derived/flow": {"columns": ["trial_id", "received"], "data": [["T01", 30]]}},
+              "federation": {"complete": True, "failures": [], "rounds": 3,
+                             "sites": [{"site": "T01", "ok": True, "digest": "ab", "bytes_received": 10}]}}
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(result))
+    out = tmp_path / "results"
+    assert main(["federated", "--result", str(path), "--results-dir", str(out)]) == 0
+    assert pd.read_csv(out / "estimates.csv").estimate.tolist() == [-10.2]
+    assert pd.read_csv(out / "derived" / "flow.csv").received.tolist() == [30]
+    assert json.loads((out / "provenance.json").read_text())["mode"] == "federated"
+    path.write_text('{"rows": []}')
+    assert main(["federated", "--result", str(path), "--results-dir", str(out)]) == 2
+    assert "result.json" in capsys.readouterr().err
