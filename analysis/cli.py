@@ -60,14 +60,14 @@ def cmd_check(args, paths: Paths) -> int:
     if args.results:
         from analysis.provenance import is_stale, read_provenance
 
-        if (read_provenance(paths) or {}).get("mode") == "federated" and paths.result_file("estimates").exists():
-            print("results come from a federated run: their inputs stayed at the stations and are not checked here")
-            return 0
         if is_stale(paths):
             print(f"results in {paths.results_dir} are missing or stale against the current specs, raw files "
                   "or analysis code: run `python -m analysis all`", file=sys.stderr)
             return 1
-        print("results are current: inputs unchanged since they were made")
+        if read_provenance(paths).get("mode") == "federated":  # is_stale does not check these
+            print("results come from a federated run: their inputs stayed at the stations and are not checked here")
+        else:
+            print("results are current: inputs unchanged since they were made")
         return 0
     problems, notes = check(paths)
     for note in notes:

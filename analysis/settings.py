@@ -33,6 +33,10 @@ WINDOWS = (
 RECOVERY_THRESHOLD = 10.0
 # Sensitivity definition of recovery: at least 30 % improvement from baseline in both.
 RECOVERY_IMPROVEMENT = 0.30
+# Recovery compares rescaled scores with a threshold: a score on it is on it even when floating point
+# (100 * 7/24 against 0.7 * 100 * 10/24) or the 10 digits of the derived CSV files put it a few ulps
+# above. Far below any real score difference.
+RECOVERY_TOLERANCE = 1e-6
 
 ARM_TYPES = ("exercise", "none_usual_care", "other_conservative")
 COMPARISONS = ("none_usual_care", "other_conservative", "any_non_exercise")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,19 +22,12 @@ import numpy as np
 import pandas as pd
 
 from analysis import demo
+from benchmarks.render import timed_run
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MARK = "<!-- federated -->"
 KEYS = ["analysis", "comparison", "outcome", "window", "term"]
-
-
-def _timed(cmd) -> float:
-    t0 = time.perf_counter()
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if out.returncode not in (0,):
-        raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-    return time.perf_counter() - t0
 
 
 def _largest_difference(pooled: Path, federated: Path, recovered: bool) -> float:
@@ -58,8 +50,8 @@ def run_size(n_trials: int, n_participants: int) -> dict:
     data, pooled, federated = tmp / "data", tmp / "pooled", tmp / "federated"
     py = [sys.executable, "-m", "analysis"]
     demo.write_raw(data / "raw", n_trials=n_trials, n_total=n_participants, spec_dir=data / "specs")
-    pooled_s = _timed(py + ["all", "--data-dir", str(data), "--results-dir", str(pooled)])
-    federated_s = _timed(py + ["federated", "--mock", "--min-cell", "0", "--min-events", "0",
+    pooled_s = timed_run(py + ["all", "--data-dir", str(data), "--results-dir", str(pooled)])
+    federated_s = timed_run(py + ["federated", "--mock", "--min-cell", "0", "--min-events", "0",
                                "--data-dir", str(data), "--results-dir", str(federated)])
     fed = json.loads((federated / "federation.json").read_text())
     sent = np.array([s["bytes_received"] for s in fed["sites"]], float)

@@ -30,7 +30,8 @@ ROOT = HERE.parent
 MARK = "<!-- render -->"
 
 
-def _clone(target: Path):
+def copy_checkout(target: Path):
+    """The files a fresh clone would have (tracked, or new and not ignored), copied to target."""
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     for name in files:
@@ -39,7 +40,8 @@ def _clone(target: Path):
             shutil.copy2(ROOT / name, target / name)
 
 
-def _timed(cmd, cwd) -> float:
+def timed_run(cmd, cwd=ROOT) -> float:
+    """Seconds a command takes; a failure stops the benchmark with its output."""
     t0 = time.perf_counter()
     out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -54,15 +56,15 @@ def run(daemon: bool) -> dict:
     flag = "--execute-daemon" if daemon else "--no-execute-daemon"
     tmp = Path(tempfile.mkdtemp())
     try:
-        _clone(tmp)
+        copy_checkout(tmp)
         row = {"kernel_daemon": daemon}
-        row["analysis_all_s"] = _timed([sys.executable, "-m", "analysis", "all"], tmp)
-        row["first_render_s"] = _timed([quarto, "render", flag], tmp)
-        row["repeat_render_s"] = _timed([quarto, "render", flag], tmp)
+        row["analysis_all_s"] = timed_run([sys.executable, "-m", "analysis", "all"], tmp)
+        row["first_render_s"] = timed_run([quarto, "render", flag], tmp)
+        row["repeat_render_s"] = timed_run([quarto, "render", flag], tmp)
         changed = tmp / "results" / "heterogeneity.csv"  # a results file changes: every chapter re-runs
         changed.write_text(changed.read_text() + "\n")
-        row["after_results_change_s"] = _timed([quarto, "render", flag], tmp)
-        row["submission_render_s"] = _timed([quarto, "render", "--profile", "submission", flag], tmp)
+        row["after_results_change_s"] = timed_run([quarto, "render", flag], tmp)
+        row["submission_render_s"] = timed_run([quarto, "render", "--profile", "submission", flag], tmp)
         row["from_empty_total_s"] = row["analysis_all_s"] + row["first_render_s"]
         return row
     finally:

@@ -33,6 +33,7 @@ from analysis.settings import (
     PLAUSIBLE,
     RECOVERY_IMPROVEMENT,
     RECOVERY_THRESHOLD,
+    RECOVERY_TOLERANCE,
     WINDOWS,
 )
 
@@ -130,11 +131,7 @@ def improvement_recovery(participants, outcomes, share=RECOVERY_IMPROVEMENT) -> 
     o = outcomes.merge(participants[["trial_id", "participant_id", "pain_bl", "function_bl"]],
                        on=["trial_id", "participant_id"], how="left")
     ok = o.pain.notna() & o.function.notna() & (o.pain_bl > 0) & (o.function_bl > 0)
-    # a tolerance far below any real score difference: on rescaled integer scales the
-    # boundary case (7 of 24 after 10 of 24 is exactly 30 %) is common, and floating point
-    # (100 * 7/24 against 0.7 * 100 * 10/24) or the 10 digits of the derived CSV files must
-    # not decide it
-    tol = 1e-6
+    tol = RECOVERY_TOLERANCE  # the boundary case (7 of 24 after 10 of 24 is exactly 30 %) is common
     rec = ((o.pain <= (1 - share) * o.pain_bl + tol) & (o.function <= (1 - share) * o.function_bl + tol)).astype(float)
     return outcomes.assign(recovered=rec.where(ok).to_numpy())
 

@@ -67,7 +67,7 @@ class Site:
     tables: dict = field(default_factory=dict)  # aggregate tables (records) for the book
     continuous: dict = field(default_factory=dict)  # "variant|key" -> {trial_id: entry}
     logistic: dict = field(default_factory=dict)  # key -> description (n, trials, set aside)
-    models: dict = field(default_factory=dict)  # key -> SiteModel (never disclosed)
+    models: dict = field(default_factory=dict)  # key -> LogisticDesign of its trials (never disclosed)
     two_stage: list = field(default_factory=list)  # per-trial estimates (forest plots, two-stage)
     interactions: dict = field(default_factory=dict)  # modifier key -> per-trial logistic estimates
     curves: dict = field(default_factory=dict)  # modifier key -> covariate sums of the sample
@@ -170,7 +170,7 @@ def _logistic(site, key, sample, design_of, settings, covariate=None, disclosed=
                           "n_common": int(design.x.shape[1])}
     if informative:
         keep = np.isin(design.trial.astype(str), list(informative))
-        site.models[key] = (design.subset(keep), None)
+        site.models[key] = design.subset(keep)
 
 
 def _two_stage(site, arms, c, o, w, settings):
@@ -213,5 +213,5 @@ def _modifier(site, arms, c, o, w, cov, settings):
 
 def site_models(site: Site, n_nodes: int = AGHQ_NODES) -> dict:
     """Prepare each logistic model's arrays once for the likelihood rounds."""
-    return {key: SiteModel(design, n_nodes) for key, (design, _) in site.models.items()}
+    return {key: SiteModel(design, n_nodes) for key, design in site.models.items()}
 

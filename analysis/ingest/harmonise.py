@@ -27,7 +27,7 @@ from analysis.ingest.instruments import INSTRUMENTS
 from analysis.ingest.readers import is_excel_serial
 from analysis.ingest.records import Records, TrialState, assign_windows, build_records, display, read_tables
 from analysis.ingest.spec import TrialSpec, code_key, code_keys, load_specs
-from analysis.settings import PLAUSIBLE, RECOVERY_THRESHOLD, WINDOWS
+from analysis.settings import PLAUSIBLE, RECOVERY_THRESHOLD, RECOVERY_TOLERANCE, WINDOWS
 
 __all__ = ["TrialResult", "harmonise_trial", "harmonise_all", "assign_windows", "derive_age", "derive_bmi",
            "spec_problems", "cross_trial_problems", "PARTICIPANT_COLUMNS", "OUTCOME_COLUMNS", "EXCLUSION_COLUMNS",
@@ -105,9 +105,7 @@ _MONTHS_PER = {"days": 12 / 365.25, "weeks": 12 / 52, "months": 1.0, "years": 12
 
 
 def _recovered(pain, function, threshold=RECOVERY_THRESHOLD):
-    # a rescaled score on the threshold is on it even when floating point puts it a few
-    # ulps above (the tolerance is far below any real score difference)
-    rec = ((pain <= threshold + 1e-6) & (function <= threshold + 1e-6)).astype(float)
+    rec = ((pain <= threshold + RECOVERY_TOLERANCE) & (function <= threshold + RECOVERY_TOLERANCE)).astype(float)
     rec[np.isnan(pain) | np.isnan(function)] = np.nan
     return rec
 
@@ -151,10 +149,14 @@ def _numeric(t: TrialState, records: Records, column: str, field_name: str, labe
     return values
 
 
-def _in_range(t, records, values, column, low, high, reason, label=None):
-    """Values outside [low, high] set missing and logged; returns the cleaned values."""
+def _in_range(t, records, values, column, low, high, reason, label=None, shown=None):
+    """Values outside [low, high] set missing and logged; returns the cleaned values.
+    ``shown``: what the log shows for each value when it was derived from another column
+    (e.g. the birth year behind a derived age), instead of the value itself."""
     bad = ~np.isnan(values) & ((values < low - _EPS) | (values > high + _EPS))
-    _set_missing(t, records, column, bad, [display(float(v)) for v in values], reason, label)
+    if shown is None:
+        shown = [display(float(v)) for v in values]
+    _set_missing(t, records, column, bad, shown, reason, label)
     return np.where(bad, np.nan, values)
 
 
@@ -238,12 +240,10 @@ def _covariates(t: TrialState, records: Records, out: pd.DataFrame) -> None:
             t.log.append(("age derived", f"from {cov.age.birth_date} and {cov.age.enrolment_date}"))
         if cov.age.date_format:
             t.log.append(("dates read", f"{cov.age.enrolment_date}: format {cov.age.date_format}"))
-    if cov.age and cov.age.birth_year and not cov.age.column:
-        bad = ~np.isnan(age) & ((age < PLAUSIBLE["age"][0] - _EPS) | (age > PLAUSIBLE["age"][1] + _EPS))
-        _set_missing(t, records, age_col, bad, records.rec[age_col].to_numpy(), "implausible_age")
-        age = np.where(bad, np.nan, age)  # the log shows the birth year as read, not the derived age
-    elif cov.age:
-        age = _in_range(t, records, age, age_col, *PLAUSIBLE["age"], "implausible_age")
+    if cov.age:
+        from_birth_year = cov.age.birth_year and not cov.age.column  # the log shows the year as read
+        age = _in_range(t, records, age, age_col, *PLAUSIBLE["age"], "implausible_age",
+                        shown=records.rec[age_col].to_numpy() if from_birth_year else None)
     out["age"] = age
     bmi = np.full(n, np.nan)
     if cov.bmi and cov.bmi.column:

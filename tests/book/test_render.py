@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.paths import PROJECT_ROOT
+from benchmarks.render import copy_checkout
 from tests.book.chapters import CELL, book_files, expand
 from tests.book.pdf import overprinted, page_count
 
@@ -25,20 +25,10 @@ FIGURES = [lab for lab in LABELS if lab.startswith("fig-")]
 TABLES = [lab for lab in LABELS if lab.startswith("tbl-")]
 
 
-def _tracked_copy(target: Path):
-    """The files a fresh clone would have (tracked, or new and not ignored)."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=PROJECT_ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        if (PROJECT_ROOT / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT_ROOT / name, target / name)
-
-
 @pytest.fixture(scope="module")
 def rendered(demo_results, tmp_path_factory):
     root = tmp_path_factory.mktemp("book")
-    _tracked_copy(root)
+    copy_checkout(root)  # the files a fresh clone would have
     for sub in ("raw", "derived"):
         shutil.copytree(demo_results.paths.data_dir / sub, root / "data" / sub, dirs_exist_ok=True)
     shutil.copytree(demo_results.paths.results_dir, root / "results", dirs_exist_ok=True)
