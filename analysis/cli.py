@@ -44,9 +44,10 @@ def cmd_demo_data(args, paths: Paths) -> int:
 
 
 def cmd_harmonise(args, paths: Paths) -> int:
+    from analysis.analyses.fit import default_jobs
     from analysis.pipeline import harmonise
 
-    tables = harmonise(paths, progress=_progress)
+    tables = harmonise(paths, progress=_progress, jobs=getattr(args, "jobs", None) or default_jobs())
     flow = tables["flow"]
     print(f"harmonised {len(flow)} trials: {flow.received.sum()} participants received, "
           f"{flow.excluded.sum()} excluded (see exclusions.csv), {flow.analysed.sum()} in the master data, "
@@ -196,9 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=27, help="number of trials (default 27: the calibrated demo)")
     p.add_argument("--participants", type=int, default=3514, help="participants in all (default 3514)")
     p.set_defaults(func=cmd_demo_data)
-    sub.add_parser(
-        "harmonise", parents=[common], help="validate and harmonise raw files into data/derived/"
-    ).set_defaults(func=cmd_harmonise)
+    p = sub.add_parser("harmonise", parents=[common], help="validate and harmonise raw files into data/derived/")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="processes harmonising trials side by side (default: all cores; results are identical)")
+    p.set_defaults(func=cmd_harmonise)
     p = sub.add_parser("fit", parents=[common], help="fit every prespecified analysis into results/")
     p.add_argument(
         "--from-stats",

@@ -18,6 +18,11 @@ class InputError(Exception):
         self.hint = hint
         super().__init__(self.message())
 
+    def __reduce__(self):
+        # keep the fields when the error crosses processes (a trial harmonised in a worker)
+        fields = {k: getattr(self, k) for k in ("file", "trial", "column", "expected", "found", "hint")}
+        return _rebuild, (self.problem, fields)
+
     def message(self) -> str:
         where = []
         if self.file:
@@ -34,3 +39,7 @@ class InputError(Exception):
         if self.hint:
             text += f". {self.hint}"
         return text if text.endswith(".") else text + "."
+
+
+def _rebuild(problem, fields) -> InputError:
+    return InputError(problem, **fields)

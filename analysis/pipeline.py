@@ -21,11 +21,12 @@ DERIVED_TABLES = ("participants", "outcomes", "exclusions", "value_issues", "flo
                   "visits", "instruments")
 
 
-def harmonise(paths: Paths, progress=None) -> dict:
+def harmonise(paths: Paths, progress=None, jobs: int = 1) -> dict:
     specs = sorted(paths.specs.glob("*.yaml"))
     with timed_stage("harmonise"):
         bar = progress(len(specs), "harmonise") if progress else None
-        _, tables = harmonise_all(paths.specs, paths.raw, progress=(lambda _: bar.update()) if bar else None)
+        _, tables = harmonise_all(paths.specs, paths.raw, progress=(lambda _: bar.update()) if bar else None,
+                                  jobs=jobs)
         if bar:
             bar.close()
         validate(tables["participants"], PARTICIPANTS, "participants")

@@ -6,7 +6,7 @@ import logging
 import time
 from contextlib import contextmanager
 
-__all__ = ["timed_stage"]
+__all__ = ["timed_stage", "log_stage"]
 
 log = logging.getLogger("analysis")
 
@@ -16,4 +16,9 @@ def timed_stage(name: str):
     """Log "timing: <name> <seconds> s" once the stage has finished."""
     start = time.perf_counter()
     yield
-    log.info("timing: %s %.2f s", name, time.perf_counter() - start)
+    log_stage(name, time.perf_counter() - start)
+
+
+def log_stage(name: str, seconds: float):
+    """Log a stage's time measured elsewhere (e.g. summed over its tasks in other processes)."""
+    log.info("timing: %s %.2f s", name, seconds)

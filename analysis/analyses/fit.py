@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
 from analysis.analyses.descriptives import baseline_aggregates, baseline_summary
-from analysis.analyses.modifiers import availability_matrix, modifier_estimates
-from analysis.analyses.overall import ALL_OVERALL, heterogeneity, overall_estimates, trial_effects
-from analysis.analyses.sensitivity import influence_summary, sensitivity_estimates
+from analysis.analyses.modifiers import availability_matrix, modifier_fits, modifier_tables
+from analysis.analyses.overall import heterogeneity, overall_estimates, trial_effects
+from analysis.analyses.sensitivity import (
+    SENSITIVITY_COLUMNS,
+    influence_summary,
+    multiple_imputation,
+    sensitivity_estimates,
+)
 from analysis.analyses.validation import reference_estimates
 from analysis.errors import InputError
 from analysis.io import read_csv, write_csv
 from analysis.paths import Paths
 from analysis.provenance import write_provenance
 from analysis.settings import COMPARISONS
-from analysis.timing import timed_stage
+from analysis.timing import log_stage
 
 __all__ = ["load_derived", "fit_all", "default_jobs"]
-
-log = logging.getLogger(__name__)
 
 
 def load_derived(paths: Paths) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -35,29 +39,51 @@ def load_derived(paths: Paths) -> tuple[pd.DataFrame, pd.DataFrame]:
     return read_csv(files[0]), read_csv(files[1])
 
 
-def _stage(progress, total, desc, fn, **kw):
-    """Run one stage of fit_all with a progress bar (on a terminal) and its time in the log."""
-    bar = progress(total, desc) if progress else None
-    try:
-        with timed_stage(desc):
-            return fn(progress=bar.update if bar else None, **kw)
-    finally:
-        if bar:
-            bar.close()
+# The derived data, set before a pool forks its workers: they inherit it (no pickles of a
+# million rows) and read nothing from disk.
+_SHARED: dict = {}
 
 
-def _overall_and_trial_effects(participants, outcomes, progress=None):
-    return overall_estimates(participants, outcomes, progress=progress), trial_effects(participants, outcomes)
+def _overall_and_sensitivity():
+    """Overall effects, each trial's own estimate, heterogeneity and every sensitivity
+    analysis except multiple imputation (which is a task of its own)."""
+    participants, outcomes, visits, trials = (_SHARED[k] for k in ("participants", "outcomes", "visits", "trials"))
+    with _clock() as overall_s:
+        est, effects = overall_estimates(participants, outcomes), trial_effects(participants, outcomes)
+    with _clock() as sensitivity_s:
+        sens = sensitivity_estimates(participants, outcomes, visits, trials, effects=effects, imputed=[])
+    return {"estimates": est, "trial_effects": effects, "sensitivity": sens,
+            "seconds": {"overall effects": overall_s(), "sensitivity": sensitivity_s()}}
 
 
-def _modifiers(paths: Paths, participants=None, outcomes=None, progress=None) -> list[Path]:
-    """The modifier stage: interactions, figure data and covariate availability, written."""
-    if participants is None:  # in a worker process: read the derived data there (no large pickles)
-        participants, outcomes = load_derived(paths)
-    mods, curves = _stage(progress, len(COMPARISONS) * 90, "modifiers", modifier_estimates,
-                          participants=participants, outcomes=outcomes)
-    return [write_csv(mods, paths.result_file("modifiers")), write_csv(curves, paths.result_file("modifier_effects")),
-            write_csv(availability_matrix(participants), paths.result_file("covariate_availability"))]
+def _imputation(m: int):
+    with _clock() as seconds:
+        rows = multiple_imputation(_SHARED["participants"], _SHARED["outcomes"], m=m)
+    return {"imputed": rows, "seconds": {"sensitivity": seconds()}}
+
+
+def _modifiers(comparison: str, outcome: str):
+    with _clock() as seconds:
+        part = modifier_fits(_SHARED["participants"], _SHARED["outcomes"], (comparison,), (outcome,))
+    return {"modifiers": part, "seconds": {"modifiers": seconds()}}
+
+
+@contextmanager
+def _clock():
+    """Seconds spent in a block, read after it."""
+    start, end = time.perf_counter(), []
+    yield lambda: end[0] - start
+    end.append(time.perf_counter())
+
+
+def _tasks(imputations: int) -> list:
+    """The independent parts of the analysis, longest first (so that two processes finish
+    together): multiple imputation, the overall and other sensitivity analyses, then the
+    modifier models of each comparison and outcome (the mixed logistic ones first)."""
+    tasks = [(_imputation, (imputations,)), (_overall_and_sensitivity, ())]
+    for outcome in ("recovered", "pain", "function"):
+        tasks += [(_modifiers, (comparison, outcome)) for comparison in COMPARISONS]
+    return tasks
 
 
 def default_jobs() -> int:
@@ -65,39 +91,63 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def _run(tasks, jobs: int, progress=None) -> list:
+    """Each task's result, in the order of ``tasks``: in this process, or in a pool of
+    ``jobs`` forked processes (every task is deterministic, so the results are the same)."""
+    bar = progress(len(tasks), "analyses") if progress else None
+    try:
+        if jobs <= 1 or len(tasks) == 1:
+            results = []
+            for fn, args in tasks:
+                results.append(fn(*args))
+                if bar:
+                    bar.update()
+            return results
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
+            futures = [pool.submit(fn, *args) for fn, args in tasks]
+            for _ in as_completed(futures):
+                if bar:
+                    bar.update()
+            return [f.result() for f in futures]
+    finally:
+        if bar:
+            bar.close()
+
+
 def fit_all(paths: Paths, progress=None, seed=None, imputations: int = 20, jobs: int = 1) -> list[Path]:
     """Baseline characteristics by arm, overall effects (with each trial's own estimate),
     modifiers (with figure data and covariate availability), sensitivity analyses and the
     estimators' values on the reference data sets, written to the results folder.
 
-    With ``jobs`` > 1 the modifier stage runs in a second process while this one fits the
-    overall effects and the sensitivity analyses (the stages are independent; each is
-    deterministic, so the files are byte-identical to a serial run)."""
+    The analyses run as independent tasks (``_tasks``), with ``jobs`` > 1 in that many
+    processes; each is deterministic and the results are assembled in a fixed order, so
+    the files are byte-identical to a serial run. The log's stage times are each stage's
+    seconds summed over its tasks."""
     participants, outcomes = load_derived(paths)
-    written = [write_csv(baseline_summary(baseline_aggregates(participants)), paths.result_file("baseline"))]
-    pool = None
-    if jobs > 1:
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-        modifiers_done = pool.submit(_modifiers, paths)
+    _SHARED.update(participants=participants, outcomes=outcomes, visits=read_csv(paths.derived_file("visits")),
+                   trials=read_csv(paths.derived_file("trials")))
     try:
-        est, effects = _stage(progress, len(ALL_OVERALL), "overall effects", _overall_and_trial_effects,
-                              participants=participants, outcomes=outcomes)
-        written += [write_csv(est, paths.result_file("estimates")),
-                    write_csv(effects, paths.result_file("trial_effects")),
-                    write_csv(heterogeneity(effects), paths.result_file("heterogeneity"))]
-        if pool is None:
-            written += _modifiers(paths, participants, outcomes, progress)
-        visits = read_csv(paths.derived_file("visits"))
-        trials = read_csv(paths.derived_file("trials"))
-        sens = _stage(progress, 10, "sensitivity", sensitivity_estimates, participants=participants,
-                      outcomes=outcomes, visits=visits, trials=trials, m=imputations, effects=effects)
-        written.append(write_csv(sens, paths.result_file("sensitivity")))
-        written.append(write_csv(influence_summary(sens, est), paths.result_file("influence")))
-        written.append(write_csv(reference_estimates(), paths.result_file("reference_checks")))
-        if pool is not None:
-            written += modifiers_done.result()
+        results = _run(_tasks(imputations), jobs, progress)
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        _SHARED.clear()
+    seconds: dict = {}
+    for r in results:
+        for stage, s in r["seconds"].items():
+            seconds[stage] = seconds.get(stage, 0.0) + s
+    for stage in ("overall effects", "modifiers", "sensitivity"):
+        log_stage(stage, seconds[stage])
+    main = next(r for r in results if "estimates" in r)
+    imputed = next(r for r in results if "imputed" in r)["imputed"]
+    est, effects = main["estimates"], main["trial_effects"]
+    sens = pd.concat([main["sensitivity"], pd.DataFrame(imputed, columns=SENSITIVITY_COLUMNS)], ignore_index=True)
+    mods, curves = modifier_tables([r["modifiers"] for r in results if "modifiers" in r])
+    tables = {
+        "baseline": baseline_summary(baseline_aggregates(participants)),
+        "estimates": est, "trial_effects": effects, "heterogeneity": heterogeneity(effects),
+        "modifiers": mods, "modifier_effects": curves, "covariate_availability": availability_matrix(participants),
+        "sensitivity": sens, "influence": influence_summary(sens, est), "reference_checks": reference_estimates(),
+    }
+    written = [write_csv(table, paths.result_file(name)) for name, table in tables.items()]
     written.append(write_provenance(paths, seed=seed))
     return written

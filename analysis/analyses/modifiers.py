@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.analyses.overall import RESULT_COLUMNS, result_row, usable_trials
-from analysis.analyses.samples import BASELINE, comparison_participants, complete_cases, sample_from_frame, window_frame
+from analysis.analyses.arrays import Arms, Sample
+from analysis.analyses.overall import RESULT_COLUMNS, result_row
+from analysis.analyses.samples import BASELINE, comparison_participants, sample_from_frame, window_frame
 from analysis.models.distributed import LogisticDesign
 from analysis.models.glmm import fit_mixed_logistic
 from analysis.models.meta import pool
@@ -29,9 +30,10 @@ from analysis.settings import (
     WINDOWS,
 )
 
-__all__ = ["MODIFIER_COLUMNS", "availability_matrix", "modifier_sample", "centred", "fit_modifier",
+__all__ = ["MODIFIER_COLUMNS", "availability_matrix", "modifier_sample", "fit_modifier",
            "modifier_estimates", "rcs_nonlinear_term", "logistic_modifier_design", "logistic_interaction",
-           "per_trial_interaction", "pool_per_trial", "effect_curve", "curve_grid", "modifier_method", "holm"]
+           "per_trial_interaction", "pool_per_trial", "effect_curve", "curve_grid", "modifier_method", "holm",
+           "modifier_fits", "modifier_tables"]
 
 SEPARATION_LOG_OR = 15.0  # a log odds ratio beyond this is separation, not an estimate (as in models.glmm)
 CONTINUOUS_COVARIATES = tuple(c for c in COVARIATES if c not in BINARY_COVARIATES)
@@ -51,18 +53,12 @@ def availability_matrix(participants: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def modifier_sample(participants, outcomes, comparison, outcome, window, covariate, frame=None) -> pd.DataFrame:
+def modifier_sample(participants, outcomes, comparison, outcome, window, covariate, frame=None) -> Sample:
     """Complete cases on outcome, baseline(s) and covariate, with trial mean and centred value.
     ``frame`` is the window's joined data when the caller already has it."""
     if frame is None:
         frame = window_frame(participants, outcomes, window)
-    return centred(sample_from_frame(frame, comparison, outcome, covariate=covariate), covariate)
-
-
-def centred(d: pd.DataFrame, covariate: str) -> pd.DataFrame:
-    """The sample with each trial's covariate mean (xbar) and the centred covariate (xc)."""
-    xbar = d.groupby("trial_id")[covariate].transform("mean")
-    return d.assign(xbar=xbar, xc=d[covariate] - xbar)
+    return Sample.from_frame(sample_from_frame(frame, comparison, outcome, covariate=covariate), covariate)
 
 
 def rcs_nonlinear_term(x, knots):
@@ -74,18 +70,18 @@ def rcs_nonlinear_term(x, knots):
     return (pos(x - t1) - pos(x - t2) * (t3 - t1) / (t3 - t2) + pos(x - t3) * (t2 - t1) / (t3 - t2)) / (t3 - t1) ** 2
 
 
-def continuous_design(d, outcome, covariate, spline=None):
-    ex = d.exercise.to_numpy(float)
-    xc, xbar = d.xc.to_numpy(float), d.xbar.to_numpy(float)
-    z = [d[BASELINE[outcome]].to_numpy(float), xc]
+def continuous_design(d: Sample, outcome, covariate, spline=None):
+    """Per-trial statistics of the interaction model: each trial's own baseline slope and
+    covariate slope (and spline term), common exercise, within and across interactions."""
+    ex, xc, xbar = d["exercise"], d["xc"], d["xbar"]
+    z = [d[BASELINE[outcome]], xc]
     x = [ex, ex * xc, ex * xbar]
     terms = ["exercise", f"exercise:{covariate}", f"exercise:{covariate}:across"]
     if spline is not None:
         z.append(spline)
         x.insert(2, ex * spline)
         terms.insert(2, f"exercise:{covariate}:nonlinear")
-    return sufficient_stats(d.trial_id.to_numpy(), d[outcome].to_numpy(float), np.column_stack(x),
-                            np.column_stack(z), terms=terms)
+    return sufficient_stats(d.trial, d[outcome], np.column_stack(x), np.column_stack(z), terms=terms)
 
 
 def _within_two_stage(st):
@@ -110,20 +106,23 @@ def _within_two_stage(st):
     return r.estimate, r.se
 
 
-def per_trial_interaction(d, covariate) -> pd.DataFrame:
+def per_trial_interaction(d: Sample, covariate) -> pd.DataFrame:
     """First stage of the logistic two-stage check: each trial's logistic regression of
     recovery on the centred covariate, exercise, their product and the other baselines.
-    Trials with fewer than 10 participants, without variation in the covariate or set
-    aside under separation (no finite estimate, or SE >= 10) give no row."""
-    xc_varies = d.groupby("trial_id").xc.transform("var").to_numpy() > 1e-12
-    d = d[usable_trials(d, "recovered", min_n=10) & xc_varies]
-    if d.empty:
+    Trials with fewer than 10 participants, without both arms or both outcomes, without
+    variation in the covariate or set aside under separation (no finite estimate, or
+    SE >= 10) give no row."""
+    ex, rec = d["exercise"], d["recovered"]
+    treated = np.bincount(d.codes, weights=ex, minlength=d.k)
+    events = np.bincount(d.codes, weights=rec, minlength=d.k)
+    n = d.counts
+    usable = (treated > 0) & (treated < n) & (events > 0) & (events < n) & (n >= 10)
+    rows = (usable & (d.trial_variances(d["xc"]) > 1e-12))[d.codes]
+    if not rows.any():
         return pd.DataFrame({"trial_id": [], "estimate": [], "variance": []})
-    ex, xc = d.exercise.to_numpy(float), d.xc.to_numpy(float)
-    cols = [np.ones(len(d)), xc, ex, ex * xc] + [
-        d[c].to_numpy(float) for c in ("pain_bl", "function_bl") if c != covariate
-    ]
-    r = per_trial_logistic(d.trial_id.to_numpy(), d.recovered.to_numpy(float), np.column_stack(cols))
+    ex, xc = ex[rows], d["xc"][rows]
+    cols = [np.ones(len(ex)), xc, ex, ex * xc] + [d[c][rows] for c in ("pain_bl", "function_bl") if c != covariate]
+    r = per_trial_logistic(d.trial[rows], rec[rows], np.column_stack(cols))
     keep = r.ok & (r.se[:, 3] < 10)
     return pd.DataFrame({"trial_id": r.labels[keep], "estimate": r.coef[keep, 3], "variance": r.se[keep, 3] ** 2})
 
@@ -155,15 +154,14 @@ def _coef_summary(est, se, df, k, n, converged):
                 n_trials=k, n_participants=n, converged=converged)
 
 
-def trials_varying(d: pd.DataFrame) -> pd.Series:
+def trials_varying(d: Sample) -> pd.Series:
     """Per trial: does the centred covariate vary within both arms (within-trial information)?
     Needs more than three participants and a variance above 1e-12 in each arm."""
     if d.empty:
         return pd.Series(dtype=bool)
-    by_arm = d.groupby(["trial_id", "exercise"]).xc.var().unstack()
-    arm_varies = (by_arm.reindex(columns=[0, 1]) > 1e-12).all(axis=1)
-    size = d.groupby("trial_id").size()
-    return (arm_varies.reindex(size.index, fill_value=False) & (size > 3)).astype(bool)
+    treated = d["exercise"] == 1
+    varies = (d.trial_variances(d["xc"], treated) > 1e-12) & (d.trial_variances(d["xc"], ~treated) > 1e-12)
+    return pd.Series(varies & (d.counts > 3), index=d.labels)
 
 
 def _empty_extra(trials_within):
@@ -246,14 +244,14 @@ def continuous_interaction(st):
     return fit, within, across, _within_two_stage(st)
 
 
-def logistic_modifier_design(d, covariate) -> LogisticDesign:
+def logistic_modifier_design(d: Sample, covariate) -> LogisticDesign:
     """The recovery interaction model's arrays: common slopes for the baselines (other than
     the covariate itself), exercise x centred covariate (within) and exercise x trial mean
     (across), the centred covariate as each trial's own term, exercise."""
-    common = [c for c in ("pain_bl", "function_bl") if c != covariate]
-    ex = d.exercise.to_numpy(float)
-    x = np.column_stack([d[common].to_numpy(float), ex * d.xc, ex * d.xbar])
-    return LogisticDesign(d.trial_id.to_numpy(), d.recovered.to_numpy(float), x, ex, d[["xc"]].to_numpy(float))
+    ex = d["exercise"]
+    common = [d[c] for c in ("pain_bl", "function_bl") if c != covariate]
+    x = np.column_stack(common + [ex * d["xc"], ex * d["xbar"]])
+    return LogisticDesign(d.trial, d["recovered"], x, ex, d["xc"][:, None])
 
 
 def logistic_interaction(fit):
@@ -269,14 +267,14 @@ def logistic_interaction(fit):
     return within, across, coef[idx], cov[np.ix_(idx, idx)]
 
 
-def fit_modifier(participants, outcomes, comparison, outcome, window, covariate, frame=None, arms=None):
+def fit_modifier(participants, outcomes, comparison, outcome, window, covariate, frame=None, arms: Arms = None):
     """Within- and across-trial interaction rows for one covariate, and figure data. ``arms``:
     the comparison's participants at the window when the caller already selected them."""
     if arms is not None:
-        d = centred(complete_cases(arms, outcome, covariate), covariate)
+        d = arms.complete(outcome, covariate)
     else:
         d = modifier_sample(participants, outcomes, comparison, outcome, window, covariate, frame=frame)
-    k, n = d.trial_id.nunique(), len(d)
+    k, n = d.k, len(d)
     scale = "log_or" if outcome == "recovered" else "md"
     varies = trials_varying(d)
     trials_within = int(varies.sum())
@@ -293,9 +291,9 @@ def fit_modifier(participants, outcomes, comparison, outcome, window, covariate,
         fit, within, across, ts = continuous_interaction(continuous_design(d, outcome, covariate))
         curve_coef, curve_cov, curve_df = fit.coef, fit.cov, fit.df[0]
         if covariate in CONTINUOUS_COVARIATES and trials_within >= 3:
-            knots = np.percentile(d.xc, [10, 50, 90])
+            knots = np.percentile(d["xc"], [10, 50, 90])
             if np.all(np.diff(knots) > 0):
-                spline = rcs_nonlinear_term(d.xc.to_numpy(float), knots)
+                spline = rcs_nonlinear_term(d["xc"], knots)
                 # both models carry the spline's main effect in each trial's own terms, so
                 # they differ only by the exercise x spline term: an ML likelihood-ratio test
                 dev_lin = fit_ml_deviance(_with_extra_z(d, outcome, covariate, spline))
@@ -303,30 +301,31 @@ def fit_modifier(participants, outcomes, comparison, outcome, window, covariate,
                 nonlinearity_p = float(stats.chi2.sf(max(dev_lin - dev_nl, 0.0), 1))
     rows = interaction_rows(comparison, outcome, window, covariate, k, n, trials_within, within, across,
                             fit.converged, fit.message, fit.tau2, ts, nonlinearity_p)
-    curve = effect_curve(*curve_grid(d, covariate), curve_coef[:3], curve_cov[:3, :3], curve_df)
-    curve = curve.assign(comparison=comparison, outcome=outcome, window=window, covariate=covariate, scale=scale)
+    curve = effect_curve(*curve_grid(d, covariate), curve_coef[:3], curve_cov[:3, :3], curve_df,
+                         labels=dict(comparison=comparison, outcome=outcome, window=window, covariate=covariate,
+                                     scale=scale))
     return rows, curve
 
 
-def _with_extra_z(d, outcome, covariate, spline):
+def _with_extra_z(d: Sample, outcome, covariate, spline):
     """The linear-interaction model with the spline's main effect in each trial's terms."""
-    ex = d.exercise.to_numpy(float)
-    z = np.column_stack([d[BASELINE[outcome]].to_numpy(float), d.xc, spline])
-    x = np.column_stack([ex, ex * d.xc, ex * d.xbar])
-    return sufficient_stats(d.trial_id.to_numpy(), d[outcome].to_numpy(float), x, z,
+    ex, xc = d["exercise"], d["xc"]
+    z = np.column_stack([d[BASELINE[outcome]], xc, spline])
+    x = np.column_stack([ex, ex * xc, ex * d["xbar"]])
+    return sufficient_stats(d.trial, d[outcome], x, z,
                             terms=["exercise", f"exercise:{covariate}", f"exercise:{covariate}:across"])
 
 
 DECILES_MIN_N = 100  # deciles are shown only when each tenth holds at least 10 participants
 
 
-def curve_grid(d, covariate):
+def curve_grid(d: Sample, covariate):
     """Where to draw the effect curve: 25 points from the covariate's 5th to 95th percentile
     (``curve``) and its deciles (``decile``, to show where the data are; aggregates of at
     least a tenth of the sample, never single values, and only with at least
     ``DECILES_MIN_N`` participants), or the two levels of a binary covariate (``level``);
     and the sample's mean of the covariate."""
-    xbar = float(d[covariate].mean())
+    xbar = float(np.mean(d[covariate]))
     if covariate in BINARY_COVARIATES:
         return np.array([0.0, 1.0]), ["level"] * 2, xbar
     grid = np.linspace(*np.percentile(d[covariate], [5, 95]), 25)
@@ -337,10 +336,11 @@ def curve_grid(d, covariate):
     return grid, kind, xbar
 
 
-def effect_curve(grid, kind, xbar, coef, cov, df) -> pd.DataFrame:
+def effect_curve(grid, kind, xbar, coef, cov, df, labels=None) -> pd.DataFrame:
     """Predicted exercise effect at each covariate value of ``grid``, for a participant of a
     trial whose covariate mean is ``xbar``: theta + within x (value - xbar) + across x xbar,
-    from the coefficients (exercise, within, across) and their covariance."""
+    from the coefficients (exercise, within, across) and their covariance. ``labels``:
+    constant columns to add (one frame built at once: inserting columns costs more)."""
     grid = np.asarray(grid, float)
     a = np.column_stack([np.ones_like(grid), grid - xbar, np.full_like(grid, xbar)])
     est = a @ coef
@@ -349,7 +349,7 @@ def effect_curve(grid, kind, xbar, coef, cov, df) -> pd.DataFrame:
     crit = stats.t.ppf(0.975, df) if np.isfinite(df) else stats.norm.ppf(0.975)
     return pd.DataFrame(
         {"kind": kind, "value": grid, "estimate": est, "se": se, "ci_low": est - crit * se,
-         "ci_high": est + crit * se}
+         "ci_high": est + crit * se, **(labels or {})}
     )
 
 
@@ -375,25 +375,51 @@ def holm(p) -> np.ndarray:
     return out
 
 
+def modifier_fits(participants, outcomes, comparisons=COMPARISONS, outcomes_list=("pain", "function", "recovered"),
+                  windows=None, progress=None) -> tuple[list, list]:
+    """The interaction rows (p-values not yet adjusted) and effect curves of the given
+    comparisons and outcomes: a part of ``modifier_estimates`` that can run on its own."""
+    windows = windows or [w.name for w in WINDOWS]
+    rows, curves = [], []
+    columns = list(outcomes_list) + ["pain_bl", "function_bl"] + list(COVARIATES)
+    for window in windows:
+        frame = window_frame(participants, outcomes, window)
+        # each comparison's participants at the window, selected and sorted once for its models
+        arms = {c: Arms(comparison_participants(frame, c), columns) for c in comparisons}
+        for comparison in comparisons:
+            for outcome in outcomes_list:
+                for covariate in COVARIATES:
+                    r, c = fit_modifier(participants, outcomes, comparison, outcome, window, covariate,
+                                        arms=arms[comparison])
+                    rows.append(((comparison, outcome, window), r))
+                    if c is not None:
+                        curves.append(((comparison, outcome, window), c))
+                    if progress:
+                        progress()
+    return rows, curves
+
+
+def modifier_tables(parts) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The modifier and effect-curve tables from ``modifier_fits`` parts, in the order of
+    comparison, outcome and window (as CONTRACT.md lists them; whatever order the parts were
+    fitted in), with Holm-adjusted p-values within each comparison, outcome and window."""
+    rank = {c: i for i, c in enumerate(COMPARISONS)}
+    outcome_rank = {o: i for i, o in enumerate(("pain", "function", "recovered"))}
+    window_rank = {w.name: i for i, w in enumerate(WINDOWS)}
+
+    def ordered(items):
+        key = lambda item: (rank[item[0][0]], outcome_rank[item[0][1]], window_rank[item[0][2]])  # noqa: E731
+        return [x for _, x in sorted(items, key=key)]  # a stable sort keeps the covariates' order
+
+    rows = [r for part in ordered([i for p in parts for i in p[0]]) for r in part]
+    curves = ordered([i for p in parts for i in p[1]])
+    table = holm_by_family(pd.DataFrame(rows, columns=MODIFIER_COLUMNS))
+    return table, (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame())
+
+
 def modifier_estimates(participants, outcomes, windows=None, outcomes_list=("pain", "function", "recovered"),
                        progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every prespecified interaction, with Holm-adjusted p-values within each comparison,
     outcome and window (the family of the ten prespecified covariates)."""
-    windows = windows or [w.name for w in WINDOWS]
-    rows, curves = [], []
-    frames = {w: window_frame(participants, outcomes, w) for w in windows}
-    # each comparison's participants at each window, selected once for its 30 models
-    arms = {(c, w): comparison_participants(frame, c) for w, frame in frames.items() for c in COMPARISONS}
-    for comparison in COMPARISONS:
-        for outcome in outcomes_list:
-            for window in windows:
-                for covariate in COVARIATES:
-                    r, c = fit_modifier(participants, outcomes, comparison, outcome, window, covariate,
-                                        arms=arms[comparison, window])
-                    rows.extend(r)
-                    if c is not None:
-                        curves.append(c)
-                    if progress:
-                        progress()
-    table = holm_by_family(pd.DataFrame(rows, columns=MODIFIER_COLUMNS))
-    return table, (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame())
+    part = modifier_fits(participants, outcomes, COMPARISONS, outcomes_list, windows, progress)
+    return modifier_tables([part])

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.analyses.arrays import Sample
 from analysis.analyses.modifiers import continuous_design
 from analysis.analyses.overall import (
     ALL_OVERALL,
@@ -22,10 +23,10 @@ from analysis.analyses.overall import (
     result_row,
     trial_effects,
 )
-from analysis.analyses.samples import comparison_participants, outcome_sample
-from analysis.models.imputation import impute_once, rubin
+from analysis.analyses.samples import BASELINE, comparison_participants, outcome_sample
+from analysis.models.imputation import ChainedImputer, rubin
 from analysis.models.meta import pool
-from analysis.models.onestage import fit_reml
+from analysis.models.onestage import fit_reml, sufficient_stats
 from analysis.settings import (
     BINARY_COVARIATES,
     COMPARISONS,
@@ -157,18 +158,19 @@ def multiple_imputation(participants, outcomes, m=20, seed=2020, comparisons=("n
     for comparison in comparisons:
         base = _mi_sample(participants, outcomes, comparison, window)
         measured = [c for c in covariates if base[c].notna().any()]
+        trial = base.trial_id.to_numpy()
+        imputer = ChainedImputer(base, measured, binary=BINARY_COVARIATES, ranges=IMPUTED_RANGES)
         collected: dict = {}
         for _ in range(m):
-            d = impute_once(base, measured, rng=rng, binary=BINARY_COVARIATES, ranges=IMPUTED_RANGES)
+            d = Sample(trial, imputer.draw(rng))
             for outcome in ("pain", "function"):
-                f = fit_reml(continuous_stats(d, outcome))
+                f = fit_reml(sufficient_stats(trial, d[outcome], d["exercise"], d[BASELINE[outcome]],
+                                              terms=["exercise"]))
                 collected.setdefault((outcome, "exercise"), []).append(
                     (f.coef[0], f.cov[0, 0], f.df[0], f.tau2, f.n_trials, f.n_participants)
                 )
                 for cov in measured:
-                    xbar = d.groupby("trial_id")[cov].transform("mean")
-                    dd = d.assign(xbar=xbar, xc=d[cov] - xbar)
-                    fm = fit_reml(continuous_design(dd, outcome, cov))
+                    fm = fit_reml(continuous_design(d.centred_on(cov), outcome, cov))
                     collected.setdefault((outcome, f"exercise:{cov}"), []).append(
                         (fm.coef[1], fm.cov[1, 1], fm.df[1], fm.tau2, fm.n_trials, fm.n_participants))
         for (outcome, term), vals in collected.items():
@@ -193,9 +195,9 @@ def multiple_imputation(participants, outcomes, m=20, seed=2020, comparisons=("n
 
 
 def sensitivity_estimates(participants, outcomes, visits, trials, m=20, seed=2020, progress=None,
-                          effects=None) -> pd.DataFrame:
-    """Every sensitivity analysis; ``effects``: the per-trial estimates (``trial_effects``) when
-    the caller already has them."""
+                          effects=None, imputed=None) -> pd.DataFrame:
+    """Every sensitivity analysis; ``effects``: the per-trial estimates (``trial_effects``) and
+    ``imputed``: the rows of ``multiple_imputation``, when the caller already has them."""
     rows = []
     if effects is None:
         effects = trial_effects(participants, outcomes)
@@ -216,7 +218,7 @@ def sensitivity_estimates(participants, outcomes, visits, trials, m=20, seed=202
     step(overall_rows(participants, window_average_outcomes(visits), ALL_OVERALL, analysis="window_average"))
     step(overall_rows(participants, improvement_recovery(participants, outcomes),
                       [r for r in ALL_OVERALL if r[1] == "recovered"], analysis="recovery_improvement"))
-    step(multiple_imputation(participants, outcomes, m=m, seed=seed))
+    step(multiple_imputation(participants, outcomes, m=m, seed=seed) if imputed is None else imputed)
     table = pd.DataFrame(rows)
     for col in SENSITIVITY_COLUMNS:
         if col not in table:

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.analyses.arrays import Sample
 from analysis.analyses.descriptives import baseline_aggregates
 from analysis.analyses.modifiers import (
     availability_matrix,
-    centred,
     continuous_design,
     logistic_modifier_design,
     per_trial_interaction,
@@ -165,8 +165,8 @@ def _logistic(site, key, sample, design_of, settings, covariate=None, disclosed=
         return
     design = design_of(sample) if covariate is None else design_of(sample, covariate)
     informative = set(map(str, informative_trials(design)))
-    trial_ids = sorted(map(str, sample.trial_id.unique()))
-    site.logistic[key] = {"trials": trial_ids, "n": int(len(sample)), "informative": sorted(informative),
+    trial_ids = sorted(map(str, pd.unique(design.trial)))
+    site.logistic[key] = {"trials": trial_ids, "n": int(len(design.y)), "informative": sorted(informative),
                           "n_common": int(design.x.shape[1])}
     if informative:
         keep = np.isin(design.trial.astype(str), list(informative))
@@ -190,14 +190,15 @@ def _two_stage(site, arms, c, o, w, settings):
 
 
 def _modifier(site, arms, c, o, w, cov, settings):
-    d = centred(complete_cases(arms, o, cov), cov)
     key = stats_key(c, o, w, cov)
     logged = logistic_key("modifier", c, w, cov) if o == "recovered" else f"modifier|{key}"
-    d = _disclosed(site, logged, d, settings, "recovered" if o == "recovered" else None)
+    # refusals drop whole trials, so the trial means of the covariate are those of the pooled sample
+    d = _disclosed(site, logged, complete_cases(arms, o, cov), settings, "recovered" if o == "recovered" else None)
     if d.empty:
         return
+    d = Sample.from_frame(d, cov)
     varies = trials_varying(d)
-    x = d[cov].to_numpy(float)
+    x = d[cov]
     site.curves[key] = {"n": int(len(x)), "total": float(x.sum()), "total_sq": float((x**2).sum())}
     if o != "recovered":
         site.continuous[f"modifier|{key}"] = stats_entries(continuous_design(d, o, cov), varies)

@@ -13,7 +13,9 @@ trial's records or of a column's values).
 
 from __future__ import annotations
 
+import multiprocessing
 import re
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -453,19 +455,36 @@ def instruments_table() -> pd.DataFrame:
                          for i in INSTRUMENTS.values()])
 
 
-def harmonise_all(spec_dir, raw_dir, progress=None) -> tuple[list[TrialResult], dict]:
-    """Harmonise every trial; returns the per-trial results and the combined tables. Stops
-    when a spec looks wrong (spec_problems, cross_trial_problems): `check` lists them all."""
+def _each_trial(specs, raw_dir, progress=None, jobs: int = 1) -> list[TrialResult]:
+    """harmonise_trial for every spec, in spec order: here, or in ``jobs`` forked processes
+    (each trial is independent and deterministic, so the results are the same). The first
+    failing trial in spec order raises, as in a serial run."""
+    if jobs <= 1 or len(specs) < 2:
+        results = []
+        for s in specs:
+            results.append(harmonise_trial(s, raw_dir))
+            if progress:
+                progress(s.trial_id)
+        return results
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context) as pool:
+        futures = [pool.submit(harmonise_trial, s, raw_dir) for s in specs]
+        if progress:
+            for _ in as_completed(futures):
+                progress(None)
+        return [f.result() for f in futures]
+
+
+def harmonise_all(spec_dir, raw_dir, progress=None, jobs: int = 1) -> tuple[list[TrialResult], dict]:
+    """Harmonise every trial (``jobs`` processes); returns the per-trial results and the
+    combined tables. Stops when a spec looks wrong (spec_problems, cross_trial_problems):
+    `check` lists them all."""
     specs = load_specs(spec_dir)
     problems = cross_trial_problems(specs)
     if problems:
         raise InputError(problems[0], file=Path(spec_dir), hint="fix the spec; `python -m analysis check` lists "
                                                                  "every problem")
-    results = []
-    for s in specs:
-        results.append(harmonise_trial(s, raw_dir))
-        if progress:
-            progress(s.trial_id)
+    results = _each_trial(specs, raw_dir, progress, jobs)
     problems = [p for r in results for p in spec_problems(r)] + cross_trial_problems(specs, results)
     if problems:
         raise InputError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),

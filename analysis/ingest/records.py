@@ -309,8 +309,10 @@ def build_records(t: TrialState, tables) -> Records:
     # record from their first row (intention to treat: the baseline values are then missing)
     pid = code_keys(rows[spec.participant_id]).fillna("")
     baseline = rows[rows._months == 0]
-    no_base = [p for p in dict.fromkeys(pid) if p and p not in set(pid[baseline.index])]
-    first_rows = [pid[pid == p].index[0] for p in no_base]
+    with_baseline = set(pid[baseline.index])
+    first = pid[~pid.duplicated()]  # each participant's first row
+    no_base = [p for p in first if p and p not in with_baseline]
+    first_rows = list(first.index[first.isin(no_base)])
     rec = rows.loc[list(baseline.index) + first_rows]
     rec_pid = pid[rec.index].reset_index(drop=True)
     if first_rows:

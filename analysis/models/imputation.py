@@ -34,9 +34,10 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from analysis.models.pertrial import group_indicator, group_sums
+from analysis.models.pertrial import group_indicator
 
-__all__ = ["rubin", "impute_once", "TrialRegression", "linear_trial_regression", "logistic_trial_regression"]
+__all__ = ["rubin", "impute_once", "ChainedImputer", "TrialRegression", "linear_trial_regression",
+           "logistic_trial_regression"]
 
 
 def rubin(estimates, variances, df_complete=np.inf) -> dict:
@@ -98,27 +99,30 @@ class TrialRegression:
         return self.alpha + self.lever @ (beta - self.beta) + noise, beta
 
 
-def linear_trial_regression(codes, k, z, y) -> TrialRegression:
+def linear_trial_regression(codes, k, z, y, indicator=None) -> TrialRegression:
     """Least squares with a fixed intercept per trial by within-trial demeaning
     (Frisch-Waugh-Lovell): beta from the demeaned data, alpha_i = ybar_i - zbar_i' beta.
     The same numbers as a regression on k trial indicators (tested), in O(n p^2) time and
-    O(n p) memory rather than O(n (k + p)^2) and O(n (k + p))."""
+    O(n p) memory rather than O(n (k + p)^2) and O(n (k + p)). ``indicator``: the rows'
+    trial indicator (``group_indicator(codes, k)``) when the caller keeps it."""
     n_i = np.bincount(codes, minlength=k).astype(float)
-    zbar = group_sums(codes, k, z) / n_i[:, None]
+    indicator = group_indicator(codes, k) if indicator is None else indicator
+    zbar = (indicator @ z) / n_i[:, None]
     ybar = np.bincount(codes, weights=y, minlength=k) / n_i
     zt, yt = z - zbar[codes], y - ybar[codes]
     # normal equations (the predictors are standardised, so the p x p system is well
     # conditioned; pinv handles exact collinearity): a tenth of the cost of lstsq's SVD
-    gram_inv = np.linalg.pinv(zt.T @ zt)
+    gram = zt.T @ zt
+    gram_inv = np.linalg.pinv(gram)
+    rank = np.linalg.matrix_rank(gram, hermitian=True) if z.shape[1] else 0  # eigenvalues: cheaper than an SVD
     beta = gram_inv @ (zt.T @ yt)
     resid = yt - zt @ beta
-    rank = np.linalg.matrix_rank(gram_inv) if z.shape[1] else 0
     return TrialRegression(alpha=ybar - zbar @ beta, beta=beta, beta_cov=gram_inv,
                            alpha_cond_var=1 / n_i, lever=-zbar, rss=float(resid @ resid),
                            dof=max(len(y) - k - int(rank), 1))
 
 
-def logistic_trial_regression(codes, k, z, y, ridge=1e-4, iters=50, start=None) -> TrialRegression:
+def logistic_trial_regression(codes, k, z, y, ridge=1e-4, iters=50, start=None, indicator=None) -> TrialRegression:
     """Logistic regression with a fixed intercept per trial, by Newton's method on the
     block-arrow Hessian [[D, C], [C', B]] (D diagonal: one intercept per trial): each step
     solves the p x p Schur complement S = B - C' D^-1 C, so the cost is O(n p^2 + k p^2)
@@ -129,7 +133,7 @@ def logistic_trial_regression(codes, k, z, y, ridge=1e-4, iters=50, start=None) 
     n_i = np.bincount(codes, minlength=k).astype(float)
     rate = np.clip((np.bincount(codes, weights=y, minlength=k) + 0.5) / (n_i + 1), 1e-3, 1 - 1e-3)
     alpha, beta = (special.logit(rate), np.zeros(p)) if start is None else (start[0].copy(), start[1].copy())
-    indicator = group_indicator(codes, k)  # built once, used at every Newton step
+    indicator = group_indicator(codes, k) if indicator is None else indicator  # used at every Newton step
 
     def blocks(alpha, beta):
         mu = special.expit(alpha[codes] + z @ beta)
@@ -172,94 +176,134 @@ def _draw_unmeasured_intercepts(alpha, alpha_var, n_unmeasured, rng):
     return alpha.mean() + rng.normal(0, sd, n_unmeasured)
 
 
-def _impute_variable(x, y, codes, miss, rng, binary, bounds, start=None):
-    """New values of ``y`` where ``miss``, from predictors ``x``; ``codes`` are the rows'
-    trial numbers. ``binary``: a 0/1 variable (logistic model), otherwise linear with values
-    clipped to ``bounds``. Returns the values and the fitted regression."""
-    observed = ~miss
-    measuring = np.zeros(codes.max() + 1, bool)
-    measuring[codes[observed]] = True
-    renumber = np.cumsum(measuring) - 1  # trial number among the measuring trials
-    k = int(measuring.sum())
+class _VariableModel:
+    """What the imputation model of one incomplete variable needs that does not change
+    between chained-equations cycles or imputations (its missing rows, the trials that
+    measured it, the trial indicator of its observed rows): made once, used m x cycles times."""
+
+    def __init__(self, codes, miss):
+        self.miss = miss
+        self.observed = ~miss
+        self.measuring = np.zeros(codes.max() + 1, bool)
+        self.measuring[codes[self.observed]] = True
+        self.renumber = np.cumsum(self.measuring) - 1  # trial number among the measuring trials
+        self.k = int(self.measuring.sum())
+        self.codes_obs = self.renumber[codes[self.observed]]
+        self.indicator = group_indicator(self.codes_obs, self.k)
+        self.codes_miss = codes[miss]
+        measured_rows = self.measuring[self.codes_miss]
+        self.unmeasured_rows = ~measured_rows
+        self.renumbered_miss = np.where(measured_rows, self.renumber[self.codes_miss], 0)
+        self.unmeasured, self.unmeasured_inverse = np.unique(self.codes_miss[self.unmeasured_rows],
+                                                             return_inverse=True)
+
+
+def _impute_variable(x, y, model: _VariableModel, rng, binary, bounds, start=None):
+    """New values of ``y`` where ``model.miss``, from predictors ``x``. ``binary``: a 0/1
+    variable (logistic model), otherwise linear with values clipped to ``bounds``. Returns
+    the values and the fitted regression."""
     # predictors standardised on the observed rows (conditioning, and a scale-free ridge)
-    zo, zm = x[observed], x[miss]
+    zo, zm = x[model.observed], x[model.miss]
     mu, sd = zo.mean(axis=0), zo.std(axis=0)
     sd[sd == 0] = 1.0
     for z in (zo, zm):
         z -= mu
         z /= sd
-    codes_obs, yo = renumber[codes[observed]], y[observed]
+    yo = y[model.observed]
     if binary:
-        reg = logistic_trial_regression(codes_obs, k, zo, yo, start=start)
+        reg = logistic_trial_regression(model.codes_obs, model.k, zo, yo, start=start, indicator=model.indicator)
         scale = 1.0
     else:
-        reg = linear_trial_regression(codes_obs, k, zo, yo)
+        reg = linear_trial_regression(model.codes_obs, model.k, zo, yo, indicator=model.indicator)
         scale = reg.rss / rng.chisquare(reg.dof)  # sigma^2 drawn from its posterior
     alpha, beta = reg.draw(rng, scale)
-    codes_miss = codes[miss]
-    intercept = np.where(measuring[codes_miss], alpha[renumber[codes_miss]], 0.0)
-    unmeasured_rows = ~measuring[codes_miss]
-    if unmeasured_rows.any():
-        unmeasured, inverse = np.unique(codes_miss[unmeasured_rows], return_inverse=True)
-        drawn = _draw_unmeasured_intercepts(reg.alpha, scale * reg.alpha_var, len(unmeasured), rng)
-        intercept[unmeasured_rows] = drawn[inverse]
+    intercept = np.where(model.unmeasured_rows, 0.0, alpha[model.renumbered_miss])
+    if len(model.unmeasured):
+        drawn = _draw_unmeasured_intercepts(reg.alpha, scale * reg.alpha_var, len(model.unmeasured), rng)
+        intercept[model.unmeasured_rows] = drawn[model.unmeasured_inverse]
     lin = intercept + zm @ beta
     if binary:
         values = rng.binomial(1, special.expit(lin)).astype(float)
     else:
-        values = lin + rng.normal(0, np.sqrt(scale), miss.sum())
+        values = lin + rng.normal(0, np.sqrt(scale), len(lin))
         values = np.clip(values, *bounds)
     out = y.copy()
-    out[miss] = values
+    out[model.miss] = values
     return out, reg
 
 
 def impute_once(d: pd.DataFrame, covariates, outcomes=("pain", "function"), rng=None, iterations=5,
                 binary=(), ranges=None) -> pd.DataFrame:
     """One completed copy of ``d`` (one row per participant; columns trial_id, exercise,
-    pain_bl, function_bl, the outcomes and the covariates). Works on a column-major numpy
-    copy: the pandas overhead of rebuilding frames dominated at a million rows.
+    pain_bl, function_bl, the outcomes and the covariates): ``ChainedImputer.draw`` as a frame."""
+    imputer = ChainedImputer(d, covariates, outcomes, iterations, binary, ranges)
+    columns = imputer.draw(rng or np.random.default_rng())
+    out = d.copy()
+    for v in imputer.variables:
+        out[v] = columns[v]
+    return out
 
-    ``binary`` names the 0/1 variables (imputed by logistic models); ``ranges`` maps a
-    variable to the (low, high) its imputed values are clipped to (default: unbounded).
+
+class ChainedImputer:
+    """Chained-equations imputation of one data set, set up once and drawn from m times.
+
+    ``d``: one row per participant; columns trial_id, exercise, pain_bl, function_bl, the
+    outcomes and the covariates. ``binary`` names the 0/1 variables (imputed by logistic
+    models); ``ranges`` maps a variable to the (low, high) its imputed values are clipped to
+    (default: unbounded).
 
     The baselines (pain_bl, function_bl) predict every other variable; where one is missing
     (an unusable baseline value) it is imputed too, from the others. A variable that no
     participant has (no trial measured it) cannot be imputed: it stays missing and is left out
-    of the other variables' imputation models."""
-    rng = rng or np.random.default_rng()
-    ranges = ranges or {}
-    covariates, outcomes = list(covariates), list(outcomes)
-    always = ["exercise", "pain_bl", "function_bl"]
-    names = list(dict.fromkeys(always + covariates + outcomes))
-    col = {c: i for i, c in enumerate(names)}
-    data = np.asfortranarray(d[names].to_numpy(float))
-    codes = pd.factorize(d.trial_id)[0]
-    k = codes.max() + 1 if len(codes) else 0
-    never = {v for v in covariates + outcomes if np.isnan(data[:, col[v]]).all()}
-    covariates = [c for c in covariates if c not in never]
-    outcomes = [o for o in outcomes if o not in never]
-    variables = [v for v in dict.fromkeys(always[1:] + covariates + outcomes) if np.isnan(data[:, col[v]]).any()]
-    missing = {v: np.isnan(data[:, col[v]]) for v in variables}
-    for v in variables:  # start from trial means, or the overall mean where a trial never measured v
-        values, seen = data[:, col[v]], ~missing[v]
-        n_seen = np.bincount(codes[seen], minlength=k)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.bincount(codes[seen], weights=values[seen], minlength=k) / n_seen
-        fill = np.where(n_seen > 0, means, values[seen].mean())[codes[missing[v]]]
-        values[missing[v]] = (fill > 0.5).astype(float) if v in binary else fill
-    exercise = data[:, col["exercise"]]
-    fitted = {}
-    for _ in range(iterations):
-        for v in variables:
-            others = [c for c in covariates + outcomes if c != v and c not in always]
-            interacting = [c for c in covariates if c not in always] if v in outcomes else outcomes
-            x = np.column_stack([data[:, col[c]] for c in always + others if c != v]
-                                + [exercise * data[:, col[c]] for c in interacting])
-            start = (fitted[v].alpha, fitted[v].beta) if v in fitted else None  # warm start: fewer Newton steps
-            data[:, col[v]], fitted[v] = _impute_variable(x, data[:, col[v]], codes, missing[v], rng, v in binary,
-                                                           ranges.get(v, (-np.inf, np.inf)), start)
-    out = d.copy()
-    for v in variables:
-        out[v] = data[:, col[v]]
-    return out
+    of the other variables' imputation models. Works on a column-major numpy copy: the pandas
+    overhead of rebuilding frames dominated at a million rows."""
+
+    ALWAYS = ("exercise", "pain_bl", "function_bl")
+
+    def __init__(self, d: pd.DataFrame, covariates, outcomes=("pain", "function"), iterations=5, binary=(),
+                 ranges=None):
+        self.iterations, self.binary, self.ranges = iterations, set(binary), ranges or {}
+        always = list(self.ALWAYS)
+        covariates, outcomes = list(covariates), list(outcomes)
+        names = list(dict.fromkeys(always + covariates + outcomes))
+        self.col = {c: i for i, c in enumerate(names)}
+        self.data = np.asfortranarray(d[names].to_numpy(float))
+        self.codes = pd.factorize(d.trial_id)[0]
+        self.k = self.codes.max() + 1 if len(self.codes) else 0
+        never = {v for v in covariates + outcomes if np.isnan(self.data[:, self.col[v]]).all()}
+        self.covariates = [c for c in covariates if c not in never]
+        self.outcomes = [o for o in outcomes if o not in never]
+        self.variables = [v for v in dict.fromkeys(always[1:] + self.covariates + self.outcomes)
+                          if np.isnan(self.data[:, self.col[v]]).any()]
+        self.models = {v: _VariableModel(self.codes, np.isnan(self.data[:, self.col[v]])) for v in self.variables}
+
+    def _predictors(self, data, v):
+        """The columns that predict ``v``: the baselines and every other variable, and the
+        exercise interactions (with the covariates for an outcome, with the outcomes for a
+        covariate: congenial with the modifier analyses)."""
+        col, always = self.col, list(self.ALWAYS)
+        exercise = data[:, col["exercise"]]
+        others = [c for c in self.covariates + self.outcomes if c != v and c not in always]
+        interacting = [c for c in self.covariates if c not in always] if v in self.outcomes else self.outcomes
+        return np.column_stack([data[:, col[c]] for c in always + others if c != v]
+                               + [exercise * data[:, col[c]] for c in interacting])
+
+    def draw(self, rng) -> dict:
+        """One completed data set as columns ({name: values})."""
+        data, col, codes, k = self.data.copy(order="F"), self.col, self.codes, self.k
+        for v in self.variables:  # start from trial means, or the overall mean where a trial never measured v
+            values, miss = data[:, col[v]], self.models[v].miss
+            seen = ~miss
+            n_seen = np.bincount(codes[seen], minlength=k)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = np.bincount(codes[seen], weights=values[seen], minlength=k) / n_seen
+            fill = np.where(n_seen > 0, means, values[seen].mean())[codes[miss]]
+            values[miss] = (fill > 0.5).astype(float) if v in self.binary else fill
+        fitted = {}
+        for _ in range(self.iterations):
+            for v in self.variables:
+                start = (fitted[v].alpha, fitted[v].beta) if v in fitted else None  # warm start: fewer Newton steps
+                data[:, col[v]], fitted[v] = _impute_variable(
+                    self._predictors(data, v), data[:, col[v]], self.models[v], rng, v in self.binary,
+                    self.ranges.get(v, (-np.inf, np.inf)), start)
+        return {c: data[:, i] for c, i in col.items()}
