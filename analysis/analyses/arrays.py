@@ -19,7 +19,7 @@ import pandas as pd
 
 from analysis.analyses.samples import BASELINE
 
-__all__ = ["Arms", "Sample", "needed_columns"]
+__all__ = ["Arms", "Sample", "as_sample", "needed_columns", "usable_trials"]
 
 
 def needed_columns(outcome, covariate=None) -> list[str]:
@@ -35,7 +35,7 @@ class Arms:
     exercise and outcome columns), sorted by trial and participant once."""
 
     def __init__(self, frame: pd.DataFrame, columns):
-        d = frame.sort_values(["trial_id", "participant_id"], kind="stable")
+        d = frame if _sorted_by_id(frame) else frame.sort_values(["trial_id", "participant_id"], kind="stable")
         self.trial = d.trial_id.to_numpy()
         self.columns = {c: d[c].to_numpy(float) for c in dict.fromkeys(["exercise", *columns])}
         self._observed = {c: ~np.isnan(v) for c, v in self.columns.items()}
@@ -50,6 +50,31 @@ class Arms:
         keep = np.logical_and.reduce([self._observed[c] for c in needed])
         return Sample(self.trial[keep], {c: self.columns[c][keep] for c in dict.fromkeys(needed + ["exercise"])},
                       covariate)
+
+
+def _sorted_by_id(frame: pd.DataFrame) -> bool:
+    """Are the rows in (trial_id, participant_id) order already? A comparison of neighbours
+    costs a twentieth of a sort (and fit_all hands every analysis sorted participants)."""
+    trial, pid = frame.trial_id.to_numpy(), frame.participant_id.to_numpy()
+    if len(trial) < 2:
+        return True
+    same = trial[1:] == trial[:-1]
+    return bool(np.all((trial[1:] > trial[:-1]) | (same & (pid[1:] > pid[:-1]))))
+
+
+def as_sample(d, covariate=None) -> Sample:
+    """``d`` itself if it is a Sample; a pandas analysis sample (complete cases, sorted by
+    trial) as one otherwise."""
+    return d if isinstance(d, Sample) else Sample.from_frame(d, covariate)
+
+
+def usable_trials(s: Sample, outcome: str, min_n: int) -> np.ndarray:
+    """Per trial: both arms, both values of the binary ``outcome`` and at least ``min_n``
+    participants (what a per-trial logistic regression needs)."""
+    n = s.counts
+    treated = np.bincount(s.codes, weights=s["exercise"], minlength=s.k)
+    events = np.bincount(s.codes, weights=s[outcome], minlength=s.k)
+    return (treated > 0) & (treated < n) & (events > 0) & (events < n) & (n >= min_n)
 
 
 @dataclass

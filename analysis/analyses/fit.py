@@ -125,7 +125,10 @@ def fit_all(paths: Paths, progress=None, seed=None, imputations: int = 20, jobs:
     the files are byte-identical to a serial run. The log's stage times are each stage's
     seconds summed over its tasks."""
     participants, outcomes = load_derived(paths)
-    _SHARED.update(participants=participants, outcomes=outcomes, visits=read_csv(paths.derived_file("visits")),
+    # the analyses get the participants in (trial, participant) order: every sample drawn from
+    # them is then in that order already and is not sorted again (results do not depend on it)
+    in_order = participants.sort_values(["trial_id", "participant_id"], kind="stable", ignore_index=True)
+    _SHARED.update(participants=in_order, outcomes=outcomes, visits=read_csv(paths.derived_file("visits")),
                    trials=read_csv(paths.derived_file("trials")))
     try:
         results = _run(_tasks(imputations), jobs, progress)

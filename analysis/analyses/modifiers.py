@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.analyses.arrays import Arms, Sample
+from analysis.analyses.arrays import Arms, Sample, usable_trials
 from analysis.analyses.overall import RESULT_COLUMNS, result_row
 from analysis.analyses.samples import BASELINE, comparison_participants, sample_from_frame, window_frame
 from analysis.models.distributed import LogisticDesign
@@ -113,11 +113,7 @@ def per_trial_interaction(d: Sample, covariate) -> pd.DataFrame:
     variation in the covariate or set aside under separation (no finite estimate, or
     SE >= 10) give no row."""
     ex, rec = d["exercise"], d["recovered"]
-    treated = np.bincount(d.codes, weights=ex, minlength=d.k)
-    events = np.bincount(d.codes, weights=rec, minlength=d.k)
-    n = d.counts
-    usable = (treated > 0) & (treated < n) & (events > 0) & (events < n) & (n >= 10)
-    rows = (usable & (d.trial_variances(d["xc"]) > 1e-12))[d.codes]
+    rows = (usable_trials(d, "recovered", min_n=10) & (d.trial_variances(d["xc"]) > 1e-12))[d.codes]
     if not rows.any():
         return pd.DataFrame({"trial_id": [], "estimate": [], "variance": []})
     ex, xc = ex[rows], d["xc"][rows]

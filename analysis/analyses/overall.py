@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.analyses.samples import BASELINE, sample_from_frame, window_frame
+from analysis.analyses.arrays import Arms, Sample, as_sample, usable_trials
+from analysis.analyses.samples import BASELINE, comparison_participants, window_frame
 from analysis.models.distributed import LogisticDesign
 from analysis.models.glmm import fit_mixed_logistic
 from analysis.models.meta import pool
@@ -41,10 +42,11 @@ def empty_row(analysis, comparison, outcome, window, term, scale, method, note, 
                       {"n_trials": n_trials, "n_participants": n_participants, "converged": False}, method, note)
 
 
-def continuous_stats(sample: pd.DataFrame, outcome: str) -> TrialStats:
-    """Per-trial statistics of the ANCOVA one-stage model (baseline slope per trial)."""
-    return sufficient_stats(sample.trial_id.to_numpy(), sample[outcome].to_numpy(float),
-                            sample[["exercise"]].to_numpy(float), sample[[BASELINE[outcome]]].to_numpy(float),
+def continuous_stats(sample, outcome: str) -> TrialStats:
+    """Per-trial statistics of the ANCOVA one-stage model (baseline slope per trial), from an
+    analysis sample (a Sample or a pandas frame)."""
+    s = as_sample(sample)
+    return sufficient_stats(s.trial, s[outcome], s["exercise"][:, None], s[BASELINE[outcome]][:, None],
                             terms=["exercise"])
 
 
@@ -64,8 +66,8 @@ def continuous_method(inference="satterthwaite", residual="common", random_effec
 
 def recovery_design(sample) -> LogisticDesign:
     """The recovery model's arrays: trial intercepts, common slopes for both baselines, exercise."""
-    return LogisticDesign(sample.trial_id.to_numpy(), sample.recovered.to_numpy(float),
-                          sample[["pain_bl", "function_bl"]].to_numpy(float), sample.exercise.to_numpy(float))
+    s = as_sample(sample)
+    return LogisticDesign(s.trial, s["recovered"], np.column_stack([s["pain_bl"], s["function_bl"]]), s["exercise"])
 
 
 def fit_recovery(sample, n_nodes=AGHQ_NODES, random_effect=True):
@@ -74,15 +76,6 @@ def fit_recovery(sample, n_nodes=AGHQ_NODES, random_effect=True):
 
 def recovery_method(random_effect=True) -> str:
     return f"one-stage mixed logistic, ML, AGHQ {AGHQ_NODES} nodes" + ("" if random_effect else ", common effect")
-
-
-def usable_trials(sample, outcome, min_n) -> np.ndarray:
-    """Row mask: the participant's trial has both arms, both outcome values and at least
-    ``min_n`` participants (what a per-trial logistic regression needs)."""
-    g = sample.groupby("trial_id")
-    ok = ((g.exercise.transform("nunique") == 2) & (g[outcome].transform("nunique") == 2)
-          & (g[outcome].transform("size") >= min_n))
-    return ok.to_numpy()
 
 
 def per_trial_effects(sample, outcome) -> pd.DataFrame:
@@ -95,18 +88,20 @@ def per_trial_effects(sample, outcome) -> pd.DataFrame:
     recovery estimates under separation.
     """
     rows = []
+    s = as_sample(sample)
     if outcome == "recovered":
         # trials with both arms, both outcome values and at least 6 participants; a trial's
         # estimate is set aside under separation (no finite estimate, or SE > 20)
-        usable = sample[usable_trials(sample, "recovered", min_n=6)]
-        if usable.empty:
+        usable = usable_trials(s, "recovered", min_n=6)[s.codes] if len(s) else np.zeros(0, bool)
+        if not usable.any():
             return pd.DataFrame(rows, columns=["trial_id", "estimate", "variance", "n"])
-        x = np.column_stack([np.ones(len(usable)), usable.pain_bl, usable.function_bl, usable.exercise])
-        r = per_trial_logistic(usable.trial_id.to_numpy(), usable.recovered.to_numpy(float), x)
+        x = np.column_stack([np.ones(int(usable.sum())), s["pain_bl"][usable], s["function_bl"][usable],
+                             s["exercise"][usable]])
+        r = per_trial_logistic(s.trial[usable], s["recovered"][usable], x)
         keep = r.ok & (r.se[:, 3] <= 20)
         return pd.DataFrame({"trial_id": r.labels[keep], "estimate": r.coef[keep, 3], "variance": r.se[keep, 3] ** 2,
                              "n": r.n[keep]})
-    st = continuous_stats(sample, outcome)
+    st = continuous_stats(s, outcome)
     for i, tid in enumerate(st.trial_ids):
         c = st.cross[i]
         stt, sty, syy = c[0, 0], c[0, 1], c[1, 1]
@@ -125,16 +120,19 @@ def two_stage(effects: pd.DataFrame, method="REML", hartung_knapp=True):
 
 
 def overall_one(participants, outcomes, comparison, outcome, window, analysis="overall",
-                inference="satterthwaite", residual="common", random_effect=True, frame=None) -> dict:
+                inference="satterthwaite", residual="common", random_effect=True, frame=None, arms=None) -> dict:
     """One overall analysis as a results row (never raises for too little data: it says so).
-    ``frame`` is the window's joined data when the caller already has it."""
-    if frame is None:
-        frame = window_frame(participants, outcomes, window)
-    sample = sample_from_frame(frame, comparison, outcome)
-    k, n = sample.trial_id.nunique(), len(sample)
+    ``frame`` is the window's joined data, ``arms`` the comparison's participants in it
+    (``Arms``), when the caller already has them."""
+    if arms is None:
+        if frame is None:
+            frame = window_frame(participants, outcomes, window)
+        arms = Arms(comparison_participants(frame, comparison), _SAMPLE_COLUMNS)
+    sample = arms.complete(outcome)
+    k, n = sample.k, len(sample)
     if outcome == "recovered":
         method = recovery_method(random_effect)
-        if k == 0 or sample.recovered.nunique() < 2 or sample.exercise.nunique() < 2:
+        if k == 0 or len(np.unique(sample["recovered"])) < 2 or len(np.unique(sample["exercise"])) < 2:
             return empty_row(analysis, comparison, outcome, window, "exercise", "log_or", method,
                              "not estimable: no trials, no events or one arm only at this window", k, n)
         fit = fit_recovery(sample, n_nodes=AGHQ_NODES, random_effect=random_effect)
@@ -142,11 +140,21 @@ def overall_one(participants, outcomes, comparison, outcome, window, analysis="o
         s.update(n_trials=k, n_participants=n)
         return result_row(analysis, comparison, outcome, window, "exercise", "log_or", s, method, fit.message)
     method = continuous_method(inference, residual, random_effect)
-    if k == 0 or sample.exercise.nunique() < 2:
+    if k == 0 or len(np.unique(sample["exercise"])) < 2:
         return empty_row(analysis, comparison, outcome, window, "exercise", "md", method,
                          "not estimable: no trials with both arms at this window", k, n)
     fit = fit_continuous(sample, outcome, inference=inference, residual=residual, random_effect=random_effect)
     return result_row(analysis, comparison, outcome, window, "exercise", "md", fit.summary(), method, fit.message)
+
+
+_SAMPLE_COLUMNS = ("pain", "function", "recovered", "pain_bl", "function_bl")
+
+
+def _window_arms(participants, outcomes, window, comparisons) -> dict:
+    """Each comparison's participants at one window, sorted once for all its analyses (one
+    join of the window, held while its analyses run)."""
+    frame = window_frame(participants, outcomes, window)
+    return {c: Arms(comparison_participants(frame, c), _SAMPLE_COLUMNS) for c in COMPARISONS if c in comparisons}
 
 
 ALL_OVERALL = [(c, o, w.name) for c in COMPARISONS for o in ("pain", "function", "recovered") for w in WINDOWS]
@@ -158,11 +166,11 @@ def overall_rows(participants, outcomes, combinations, progress=None, **options)
     window is held at a time (at a million participants a join takes seconds and memory)."""
     rows = {}
     for window in dict.fromkeys(w for _, _, w in combinations):
-        frame = window_frame(participants, outcomes, window)
+        arms = _window_arms(participants, outcomes, window, {c for c, _, w in combinations if w == window})
         for comparison, outcome, w in combinations:
             if w == window:
                 rows[comparison, outcome, w] = overall_one(participants, outcomes, comparison, outcome, w,
-                                                           frame=frame, **options)
+                                                           arms=arms[comparison], **options)
                 if progress:
                     progress()
     return [rows[key] for key in combinations]
@@ -180,11 +188,10 @@ def with_weights(eff: pd.DataFrame) -> pd.DataFrame:
     return eff.assign(weight=100 * w / w.sum() if len(eff) else w)
 
 
-def _with_arms_and_weights(eff: pd.DataFrame, sample: pd.DataFrame) -> pd.DataFrame:
+def _with_arms_and_weights(eff: pd.DataFrame, sample: Sample) -> pd.DataFrame:
     """Participants per arm, and each trial's two-stage weight."""
-    arms = sample.groupby("trial_id").exercise.agg(n_exercise="sum", n_all="size")
-    eff = eff.merge(arms, left_on="trial_id", right_index=True, how="left")
-    eff["n_exercise"] = eff.n_exercise.astype(int)
+    treated = pd.Series(np.bincount(sample.codes, weights=sample["exercise"], minlength=sample.k), index=sample.labels)
+    eff = eff.assign(n_exercise=eff.trial_id.map(treated).astype(int))
     eff["n_control"] = eff.n - eff.n_exercise
     return with_weights(eff)
 
@@ -196,10 +203,10 @@ def trial_effects(participants, outcomes, combinations=None) -> pd.DataFrame:
     combinations = ALL_OVERALL if combinations is None else combinations
     frames = []
     for window in dict.fromkeys(w for _, _, w in combinations):
-        frame = window_frame(participants, outcomes, window)
+        arms = _window_arms(participants, outcomes, window, {c for c, _, w in combinations if w == window})
         for comparison, outcome, w in combinations:
             if w == window:
-                sample = sample_from_frame(frame, comparison, outcome)
+                sample = arms[comparison].complete(outcome)
                 eff = _with_arms_and_weights(per_trial_effects(sample, outcome), sample)
                 frames.append(eff.assign(comparison=comparison, outcome=outcome, window=w))
     frames = [f for f in frames if len(f)]

@@ -142,8 +142,9 @@ def logistic_trial_regression(codes, k, z, y, ridge=1e-4, iters=50, start=None, 
         g_a = np.bincount(codes, weights=resid, minlength=k) - ridge * alpha
         g_b = z.T @ resid - ridge * beta
         d = np.bincount(codes, weights=w, minlength=k) + ridge
-        c = indicator @ (z * w[:, None])
-        b = (z * w[:, None]).T @ z + ridge * np.eye(p)
+        zw = z * w[:, None]
+        c = indicator @ zw
+        b = zw.T @ z + ridge * np.eye(p)
         return g_a, g_b, d, c, b
 
     for _ in range(iters):
@@ -184,6 +185,7 @@ class _VariableModel:
     def __init__(self, codes, miss):
         self.miss = miss
         self.observed = ~miss
+        self.observed_rows, self.missing_rows = np.flatnonzero(self.observed), np.flatnonzero(miss)
         self.measuring = np.zeros(codes.max() + 1, bool)
         self.measuring[codes[self.observed]] = True
         self.renumber = np.cumsum(self.measuring) - 1  # trial number among the measuring trials
@@ -198,17 +200,21 @@ class _VariableModel:
                                                              return_inverse=True)
 
 
-def _impute_variable(x, y, model: _VariableModel, rng, binary, bounds, start=None):
-    """New values of ``y`` where ``model.miss``, from predictors ``x``. ``binary``: a 0/1
+def _impute_variable(zo, zm, y, model: _VariableModel, rng, binary, bounds, start=None):
+    """New values of ``y`` where ``model.miss``, from the predictors at the observed rows
+    (``zo``) and at the missing rows (``zm``; both standardised here, in place). ``binary``: a 0/1
     variable (logistic model), otherwise linear with values clipped to ``bounds``. Returns
     the values and the fitted regression."""
-    # predictors standardised on the observed rows (conditioning, and a scale-free ridge)
-    zo, zm = x[model.observed], x[model.miss]
-    mu, sd = zo.mean(axis=0), zo.std(axis=0)
+    # predictors standardised on the observed rows (conditioning, and a scale-free ridge); the
+    # standard deviation from the centred rows as numpy's std computes it (the same numbers,
+    # one pass fewer)
+    mu = zo.mean(axis=0)
+    zo -= mu
+    sd = np.sqrt(np.add.reduce(zo * zo, axis=0) / len(zo))
     sd[sd == 0] = 1.0
-    for z in (zo, zm):
-        z -= mu
-        z /= sd
+    zo /= sd
+    zm -= mu
+    zm /= sd
     yo = y[model.observed]
     if binary:
         reg = logistic_trial_regression(model.codes_obs, model.k, zo, yo, start=start, indicator=model.indicator)
@@ -277,16 +283,23 @@ class ChainedImputer:
                           if np.isnan(self.data[:, self.col[v]]).any()]
         self.models = {v: _VariableModel(self.codes, np.isnan(self.data[:, self.col[v]])) for v in self.variables}
 
-    def _predictors(self, data, v):
-        """The columns that predict ``v``: the baselines and every other variable, and the
-        exercise interactions (with the covariates for an outcome, with the outcomes for a
-        covariate: congenial with the modifier analyses)."""
+    def _predictors(self, data, v, rows):
+        """The predictors of ``v`` at ``rows`` (C order, as the regressions want them): the
+        baselines and every other variable, and the exercise interactions (with the
+        covariates for an outcome, with the outcomes for a covariate: congenial with the
+        modifier analyses). Gathered column by column straight into place (one pass over
+        the data instead of stacking every row and then selecting)."""
         col, always = self.col, list(self.ALWAYS)
-        exercise = data[:, col["exercise"]]
         others = [c for c in self.covariates + self.outcomes if c != v and c not in always]
         interacting = [c for c in self.covariates if c not in always] if v in self.outcomes else self.outcomes
-        return np.column_stack([data[:, col[c]] for c in always + others if c != v]
-                               + [exercise * data[:, col[c]] for c in interacting])
+        plain = [c for c in always + others if c != v]
+        out = np.empty((len(rows), len(plain) + len(interacting)))
+        for j, c in enumerate(plain):
+            out[:, j] = data[rows, col[c]]
+        exercise = data[rows, col["exercise"]]
+        for j, c in enumerate(interacting, start=len(plain)):
+            np.multiply(exercise, data[rows, col[c]], out=out[:, j])
+        return out
 
     def draw(self, rng) -> dict:
         """One completed data set as columns ({name: values})."""
@@ -303,7 +316,8 @@ class ChainedImputer:
         for _ in range(self.iterations):
             for v in self.variables:
                 start = (fitted[v].alpha, fitted[v].beta) if v in fitted else None  # warm start: fewer Newton steps
-                data[:, col[v]], fitted[v] = _impute_variable(
-                    self._predictors(data, v), data[:, col[v]], self.models[v], rng, v in self.binary,
-                    self.ranges.get(v, (-np.inf, np.inf)), start)
+                model = self.models[v]
+                zo, zm = self._predictors(data, v, model.observed_rows), self._predictors(data, v, model.missing_rows)
+                data[:, col[v]], fitted[v] = _impute_variable(zo, zm, data[:, col[v]], model, rng, v in self.binary,
+                                                               self.ranges.get(v, (-np.inf, np.inf)), start)
         return {c: data[:, i] for c, i in col.items()}
