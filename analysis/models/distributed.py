@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special
 
-from analysis.models.glmm import LogisticFit, _adapt, _Data, _mixture
+from analysis.models.glmm import LogisticFit, _adapt, _Data, _mixture, trial_codes
 
 __all__ = ["LogisticDesign", "SiteModel", "SiteProfile", "site_profile", "informative_trials", "fit_rounds",
            "FitRequest", "BOUNDARY_TAU", "START_TAU"]
@@ -59,7 +59,7 @@ class LogisticDesign(NamedTuple):
 def informative_trials(design: LogisticDesign) -> np.ndarray:
     """Labels of the trials whose outcome varies (an all-0 or all-1 trial has no finite
     intercept and carries no information on theta or tau; the pooled fit sets it aside)."""
-    labels, codes = np.unique(np.asarray(design.trial), return_inverse=True)
+    labels, codes = trial_codes(design.trial)
     rate = np.bincount(codes, weights=np.asarray(design.y, float)) / np.bincount(codes)
     return labels[(rate > 0) & (rate < 1)]
 

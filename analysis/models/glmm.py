@@ -23,9 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import special, stats
 
-__all__ = ["LogisticFit", "fit_mixed_logistic"]
+__all__ = ["LogisticFit", "fit_mixed_logistic", "trial_codes"]
 
 
 @dataclass
@@ -64,6 +65,14 @@ class LogisticFit:
         )
 
 
+def trial_codes(trial):
+    """Sorted trial labels and each row's code, as np.unique(..., return_inverse=True) gives
+    them, by hashing (pandas' factorize): sorting every row's label text cost more than the
+    rest of setting up a fit."""
+    codes, labels = pd.factorize(np.asarray(trial), sort=True)
+    return np.asarray(labels), codes
+
+
 class _Data:
     """Participants sorted by trial, with group boundaries for fast per-trial sums.
 
@@ -72,7 +81,7 @@ class _Data:
     """
 
     def __init__(self, trial, y, x, t, z=None):
-        labels, codes = np.unique(np.asarray(trial), return_inverse=True)
+        labels, codes = trial_codes(trial)
         order = np.argsort(codes, kind="stable")
         self.labels = labels
         self.codes = codes[order]
@@ -87,6 +96,7 @@ class _Data:
         self.r = self.x.shape[1]
         z = np.zeros((n, 0)) if z is None or np.asarray(z).size == 0 else np.asarray(z, float).reshape(n, -1)[order]
         counts = np.diff(np.r_[self.starts, n])
+        self.counts = counts
         zc = z - np.repeat(self.per_trial(z) / counts[:, None], counts, axis=0)  # centred within trial
         self.zfull = np.column_stack([np.ones(n), zc])
         self.pz = self.zfull.shape[1]
@@ -98,15 +108,18 @@ class _Data:
         self.treated = self.t != 0
         self.control = ~self.treated
         # the rows of each group, gathered once (every likelihood evaluation uses them): the
-        # base design (trial-specific z, common x, t) and its row-wise outer products
+        # base design (trial-specific z, common x, t) and, for the exercise arms (whose terms
+        # vary by node), its row-wise outer products
+        self.treated_rows, self.control_rows = np.flatnonzero(self.treated), np.flatnonzero(self.control)
         self.codes_t, self.y_t = self.codes[self.treated], self.y[self.treated]
         self.y_c = self.y[self.control]
         self.sign_t, self.sign_c = 2 * self.y_t - 1, 2 * self.y_c - 1
         base = np.column_stack([self.zfull, self.x, self.t])
         self.base_t, self.base_c = base[self.treated], base[self.control]
-        self.outer_t, self.outer_c = _row_outer(self.base_t), _row_outer(self.base_c)
+        self.outer_t = _row_outer(self.base_t)
         self._bounds_t = self._bounds(self.codes[self.treated])
         self._bounds_c = self._bounds(self.codes[self.control])
+        self.counts_t = self._bounds_t[1] - self._bounds_t[0]
 
     def _bounds(self, codes):
         """Start and end of each trial's block within a subset (sorted by trial)."""
@@ -130,6 +143,17 @@ class _Data:
     def sum_control(self, arr):
         return self._sum(arr, self._bounds_c)
 
+    def weighted_cross_control(self, w):
+        """Per trial: the sum over its control rows of w x (base row)' (base row), as one small
+        BLAS product per trial (no n x nb^2 array of outer products)."""
+        lo, hi = self._bounds_c
+        nb = self.base_c.shape[1]
+        out = np.zeros((self.k, nb, nb))
+        for i in np.flatnonzero(hi > lo):
+            rows = self.base_c[lo[i]:hi[i]]
+            out[i] = rows.T @ (w[lo[i]:hi[i], None] * rows)
+        return out
+
     def sum_treated_by_node(self, weights, cols):
         """Per trial and node: sum over the trial's treated participants of weights x cols."""
         lo, hi = self._bounds_t
@@ -152,7 +176,9 @@ def _linear(d: _Data, par):
     m, r = d.n_trial_params, d.r
     a = par[:m].reshape(d.k, d.pz)
     beta, theta = par[m : m + r], par[m + r]
-    return np.einsum("ij,ij->i", a[d.codes], d.zfull) + d.x @ beta + d.t * theta
+    # rows are sorted by trial, every trial has rows: repeating each trial's terms is the
+    # gather a[codes] without the index
+    return np.einsum("ij,ij->i", np.repeat(a, d.counts, axis=0), d.zfull) + d.x @ beta + d.t * theta
 
 
 def _adapt(d: _Data, par, nodes, weights, v0=None):
@@ -216,8 +242,8 @@ def _mixture(d: _Data, par, vq, logw, derivatives=True):
     tau = par[-1]
     n_nodes = vq.shape[1]
     lin = _linear(d, par)
-    eta_t = lin[d.treated][:, None] + tau * vq[d.codes_t]  # (N_t, Q)
-    eta_c = lin[d.control]
+    eta_t = lin.take(d.treated_rows)[:, None] + tau * np.repeat(vq, d.counts_t, axis=0)  # (N_t, Q)
+    eta_c = lin.take(d.control_rows)
     ll_t, p_t = _bernoulli(eta_t, d.sign_t[:, None])
     ll_c, p_c = _bernoulli(eta_c, d.sign_c)
     lq = d.sum_treated(ll_t) + d.sum_control(ll_c)[:, None] + logw  # (k, Q)
@@ -231,7 +257,7 @@ def _mixture(d: _Data, par, vq, logw, derivatives=True):
     p_t *= 1 - p_t  # now the logistic weights p (1 - p)
     h_base = d.sum_treated_by_node(p_t, d.outer_t).reshape(k, n_nodes, nb, nb)
     g_base += d.sum_control((d.y_c - p_c)[:, None] * d.base_c)[:, None, :]
-    h_base += d.sum_control((p_c * (1 - p_c))[:, None] * d.outer_c).reshape(k, 1, nb, nb)
+    h_base += d.weighted_cross_control(p_c * (1 - p_c))[:, None]
     ne = nb + 1
     g = np.empty((k, n_nodes, ne))
     g[..., :nb] = g_base
@@ -404,7 +430,7 @@ def fit_mixed_logistic(trial, y, x, t, z=None, n_nodes: int = 15, random_effect:
     x = np.asarray(x, float).reshape(n_obs, -1) if np.asarray(x).size else np.zeros((n_obs, 0))
     z = None if z is None else np.asarray(z, float).reshape(n_obs, -1)
     t = np.asarray(t, float)
-    labels, codes = np.unique(trial, return_inverse=True)
+    labels, codes = trial_codes(trial)
     rate = np.bincount(codes, weights=y) / np.bincount(codes)
     informative = list(labels[(rate > 0) & (rate < 1)])
     message = ""

@@ -83,7 +83,7 @@ def per_trial_logistic(trial, y, x, max_iter: int = 100, tol: float = 1e-10) -> 
         solve = full_rank & ~converged
         if solve.any():
             coef[solve] = np.linalg.solve(xtwx[solve], xtwz[solve][:, :, None])[:, :, 0]
-        eta = np.einsum("ij,ij->i", x, coef[codes])
+        eta = np.einsum("ij,ij->i", x, np.repeat(coef, n, axis=0))  # coef[codes]: rows are sorted by trial
         mu = special.expit(eta)
         with np.errstate(divide="ignore", invalid="ignore"):
             unit = -2 * (special.xlogy(y, mu) + special.xlogy(1 - y, 1 - mu))
