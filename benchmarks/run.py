@@ -185,8 +185,11 @@ def write_readme(table: pd.DataFrame, demo_all: float):
         f"`python -m benchmarks.run --sizes {sizes}`.\n\n"
         + "\n".join(lines)
         + "\n\nThe stage times are those `python -m analysis all --verbose` logs in the same run as the whole "
-        "`all` column (harmonise and fit; the raw files were written before), and the peak memory is that "
-        "process's maximum resident set size. From an empty raw folder on the demo (generate, harmonise, "
+        "`all` column (harmonise and fit; the raw files were written before). The analyses run as tasks in "
+        "two processes, so a stage's time is the sum of its tasks' seconds (CPU time spent on it, not wall "
+        "time), and the three stages add up to about twice the wall time of `fit`. The peak memory is the "
+        "largest resident set size of any one process of that run (the pool's processes are forked from the "
+        "main one and share its data). From an empty raw folder on the demo (generate, harmonise, "
         f"overall effects, modifiers, every sensitivity analysis with 20 imputations), `all` took {demo_all:.1f} s.\n"
     )
     readme = (HERE / "README.md").read_text()

@@ -5,11 +5,13 @@ May import: ``models``, the top-level infrastructure (``settings``, ``paths``, `
 ``errors``, ``timing``, ``provenance``) and other modules of this layer; never ``ingest``
 (it works on the master data, whoever made it) or ``book`` (it never formats).
 
-Public names: ``samples`` (analysis samples), ``overall.overall_estimates`` /
+Public names: ``samples`` (analysis samples as CONTRACT.md defines them), ``arrays`` (the
+same samples as numpy masks of each comparison's sorted participants, which the fits use),
+``overall.overall_estimates`` /
 ``overall.trial_effects``, ``modifiers.modifier_estimates``,
 ``sensitivity.sensitivity_estimates``, ``summaries.export_trial_stats`` /
 ``summaries.fit_from_stats``, ``validation.reference_estimates`` and ``fit.fit_all`` (all
 of them, written to results/).
 """
 
-__all__ = ["samples", "overall", "modifiers", "sensitivity", "summaries", "validation", "fit"]
+__all__ = ["samples", "arrays", "overall", "modifiers", "sensitivity", "summaries", "validation", "fit"]

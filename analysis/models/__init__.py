@@ -8,7 +8,8 @@ Public names: ``onestage.sufficient_stats``, ``onestage.fit_reml`` (one-stage li
 model by REML from per-trial statistics, Satterthwaite df), ``glmm.fit_mixed_logistic``
 (adaptive Gauss-Hermite ML), ``meta.pool`` (two-stage random-effects pooling),
 ``pertrial.per_trial_logistic`` (a logistic regression in every trial at once) and
-``imputation.impute_once`` / ``imputation.rubin`` (multiple imputation within trials).
+``imputation.ChainedImputer`` / ``imputation.impute_once`` / ``imputation.rubin`` (multiple
+imputation within trials: set up once, drawn m times).
 """
 
 __all__ = ["onestage", "glmm", "meta", "pertrial", "imputation"]

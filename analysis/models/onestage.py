@@ -131,14 +131,15 @@ def sufficient_stats(trial, y, x, z=None, terms=None) -> TrialStats:
     # Centring within trial projects out the intercept exactly and keeps sums well conditioned.
     means = np.add.reduceat(w, starts, axis=0) / counts[:, None]
     wc = w - np.repeat(means, counts, axis=0)
-    # per-trial cross-products from the d(d+1)/2 distinct column products (a broadcast
-    # outer product of every row costs several times more at the usual d = 3)
+    # per-trial cross-products, one small BLAS product per trial: a tenth of the time of
+    # summing the d(d+1)/2 column products with reduceat at d = 7, and no n x d^2 temporary
     d = wc.shape[1]
     k = len(starts)
-    upper_i, upper_j = np.triu_indices(d)
+    bounds = np.r_[starts, n_obs]
     raw = np.empty((k, d, d))
-    raw[:, upper_i, upper_j] = np.add.reduceat(wc[:, upper_i] * wc[:, upper_j], starts, axis=0)
-    raw[:, upper_j, upper_i] = raw[:, upper_i, upper_j]
+    for i in range(k):
+        block = wc[bounds[i]:bounds[i + 1]]
+        raw[i] = block.T @ block
     p = z.shape[1]
     zz, zw, ww = raw[:, :p, :p], raw[:, :p, p:], raw[:, p:, p:]
     logdet = np.log(counts.astype(float))
@@ -540,8 +541,12 @@ def _gamma_optimum(st: TrialStats):
     gamma = 0 is compared (a boundary fit is reported, not treated as a failure)."""
     f = _ProfiledREML(st)
     grid = _FIRST_GRID
-    for _ in range(2):
+    for first in (True, False):
         dev = f(np.exp(grid))
+        if first and np.all(np.isfinite(dev)) and np.ptp(dev) <= 1e-9 * max(1.0, abs(float(dev.min()))):
+            # flat from tau^2/sigma^2 = e^-14 to e^9 (e.g. two trials and two trial-level
+            # terms): tau^2 is not identified, and which end looks higher is rounding
+            return float(np.exp(_FIRST_GRID[-1])), False
         i = int(np.argmin(dev))
         if i == 0 and grid[0] <= -14.0:
             break  # the likelihood keeps rising towards gamma = 0
@@ -618,7 +623,37 @@ def _fit_trial_specific(st: TrialStats, gamma0: float, sigma2_0: float):
 
     res = optimize.minimize(obj, start, jac=jac, method="L-BFGS-B",
                             options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9})
-    return np.exp(res.x[:k]), float(res.x[k] ** 2), bool(res.success), float(res.fun)
+    sig, tau2, dev = _polish_trial_specific(st, np.exp(res.x[:k]), float(res.x[k] ** 2), float(res.fun))
+    return sig, tau2, bool(res.success), dev
+
+
+def _polish_trial_specific(st: TrialStats, sig, tau2: float, dev: float):
+    """Newton steps on the REML score in (sigma_i^2, tau^2) from L-BFGS-B's optimum, which its
+    stopping rule leaves about 1e-9 short: the root of the analytic score is found to rounding,
+    so that the same data summed in another order give the same estimates (as _polish_gamma
+    does for the common residual variance). Only short steps that lower the deviance are
+    taken; a tau^2 at the boundary stays there."""
+    k = st.k
+    free_tau = bool(tau2 > 1e-10 * np.mean(sig))
+    for _ in range(8):
+        grad, hess, _ = _derivatives(st, sig, tau2, True, [True] * k + [free_tau])
+        try:
+            step = np.linalg.solve(hess, grad)
+        except np.linalg.LinAlgError:
+            break
+        scale = np.r_[sig, tau2] if free_tau else sig
+        relative = np.max(np.abs(step) / scale)
+        new_sig = sig - step[:k]
+        new_tau2 = tau2 - step[k] if free_tau else tau2
+        if not relative <= 0.01 or np.any(new_sig <= 0) or new_tau2 < 0:
+            break  # a polish, not a search
+        new_dev = reml_deviance(st, new_sig, new_tau2)
+        if not new_dev <= dev + 1e-12 * abs(dev):
+            break
+        sig, tau2, dev = new_sig, float(new_tau2), float(new_dev)
+        if relative <= 1e-13:
+            break
+    return sig, tau2, dev
 
 
 def fit_reml(

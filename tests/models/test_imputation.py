@@ -6,6 +6,7 @@ import pytest
 
 from analysis.analyses.sensitivity import IMPUTED_RANGES
 from analysis.models.imputation import (
+    ChainedImputer,
     impute_once,
     linear_trial_regression,
     logistic_trial_regression,
@@ -117,3 +118,20 @@ def test_imputation_fills_only_missing_values_and_respects_ranges(demo_run):
         assert np.array_equal(out.loc[seen, col], before.loc[seen, col])
     assert set(out.heavy_work.unique()) <= {0.0, 1.0}
     assert out.bmi.between(12, 70).all() and out.pain_bl.between(0, 100).all()
+
+
+def test_one_set_up_drawn_m_times_equals_a_fresh_set_up_per_draw(demo_run):
+    """multiple_imputation sets the chained equations up once and draws m times from one
+    random stream: a draw must not leave anything behind in the set-up (source of truth: a
+    new ChainedImputer per draw on the same stream, value for value)."""
+    p = demo_run.tables["participants"]
+    d = p[p.comparison.isin(["exercise", "none_usual_care"])].assign(pain=50.0, function=40.0)
+    covs = ["bmi", "heavy_work", "medication"]
+    kw = dict(binary=BINARY_COVARIATES, ranges=IMPUTED_RANGES, iterations=2)
+    shared = ChainedImputer(d, covs, **kw)
+    rng_shared, rng_fresh = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(3):
+        once, fresh = shared.draw(rng_shared), ChainedImputer(d, covs, **kw).draw(rng_fresh)
+        for v in shared.variables:
+            np.testing.assert_array_equal(once[v], fresh[v])
+    assert np.isnan(shared.data[:, shared.col["bmi"]]).any()  # the set-up still holds the missing values

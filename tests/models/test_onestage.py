@@ -262,6 +262,43 @@ def test_trial_specific_residual_variances_reduce_deviance(m1_data):
     assert specific.summary()["df"] > 1
 
 
+def test_tau2_with_two_trials_and_an_across_trial_term_is_not_identified_in_any_row_order():
+    """With two trials, exercise and the across-trial term (exercise x trial mean) fit each
+    trial's own exercise effect exactly: the restricted likelihood does not depend on tau^2
+    at all (source of truth: the model's algebra). The fit must say so whatever the rounding
+    of the per-trial sums (six data sets, rows in four orders); it used to call some a boundary fit
+    (tau^2 = 0) and others not identified, as pooled and federated runs of one model did."""
+    for data_seed in range(6):  # the old rule called seeds 0, 1 and 4 boundary fits, seed 5 either
+        d = continuous_ipd(np.random.default_rng(data_seed), k=2, across=1.5)
+        for seed in range(4):
+            fit = fit_reml(_stats(d.sample(frac=1, random_state=seed), covariate=True))
+            assert not fit.converged and "not identified" in fit.message, (data_seed, seed)
+
+
+def test_trial_specific_residual_variances_are_at_the_maximum(m1_data):
+    """Source of truth: at the REML maximum the score is zero and no nearby point has a lower
+    deviance. The fit's (sigma_i^2, tau^2) give a parameter-scaled analytic score below 1e-8
+    (L-BFGS-B alone stopped at about 1e-5), and moving any one of them by 1e-4 of its value,
+    either way, raises the direct deviance evaluation; rows in another order (other rounding
+    of the per-trial sums) give the same estimates to 1e-10."""
+    from analysis.models.onestage import _derivatives, reml_deviance
+
+    st = _stats(m1_data)
+    fit = fit_reml(st, residual="trial")
+    params = np.r_[fit.sigma2, fit.tau2]
+    grad, _, _ = _derivatives(st, fit.sigma2, fit.tau2, True, [True] * (st.k + 1), hessian=False)
+    assert np.max(np.abs(grad * params)) < 1e-8
+    best = reml_deviance(st, fit.sigma2, fit.tau2)
+    for j in range(st.k + 1):
+        for sign in (-1, 1):
+            moved = params.copy()
+            moved[j] *= 1 + sign * 1e-4
+            assert reml_deviance(st, moved[:-1], moved[-1]) > best
+    shuffled = fit_reml(_stats(m1_data.sample(frac=1, random_state=3)), residual="trial")
+    np.testing.assert_allclose(shuffled.coef, fit.coef, rtol=1e-10)
+    np.testing.assert_allclose(np.r_[shuffled.sigma2, shuffled.tau2], params, rtol=1e-8)
+
+
 @pytest.mark.parametrize("seed", [4, 5])
 def test_ml_likelihood_from_statistics_equals_dense_evaluation(seed):
     """-2 l_ML from the statistics (via the REML deviance and the determinant lemma) equals the
