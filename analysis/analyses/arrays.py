@@ -95,6 +95,8 @@ class Sample:
         change = np.flatnonzero(trial[1:] != trial[:-1]) + 1 if len(trial) > 1 else np.array([], int)
         starts = np.r_[0, change] if len(trial) else np.array([], int)
         self.labels = trial[starts]
+        if len(pd.unique(self.labels)) != len(self.labels):
+            raise ValueError("a Sample's rows must be grouped by trial (sorted by trial)")
         self.codes = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(trial)]))
         self.counts = np.bincount(self.codes, minlength=len(starts))
         if self.covariate is not None:
@@ -114,7 +116,11 @@ class Sample:
 
     @classmethod
     def from_frame(cls, d: pd.DataFrame, covariate=None, columns=None) -> Sample:
-        """A sample from a frame already restricted to complete cases and sorted by trial."""
+        """A sample from a frame already restricted to complete cases (rows put in trial order
+        when they are not: a stable sort keeps each trial's order)."""
+        trial = d.trial_id.to_numpy()
+        if len(trial) > 1 and len(pd.unique(trial)) != 1 + np.count_nonzero(trial[1:] != trial[:-1]):
+            d = d.sort_values("trial_id", kind="stable")
         columns = columns or [c for c in ("exercise", "pain", "function", "recovered", "pain_bl", "function_bl",
                                           covariate) if c is not None and c in d]
         return cls(d.trial_id.to_numpy(), {c: d[c].to_numpy(float) for c in dict.fromkeys(columns)}, covariate)

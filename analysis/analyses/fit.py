@@ -93,10 +93,11 @@ def default_jobs() -> int:
 
 def _run(tasks, jobs: int, progress=None) -> list:
     """Each task's result, in the order of ``tasks``: in this process, or in a pool of
-    ``jobs`` forked processes (every task is deterministic, so the results are the same)."""
+    ``jobs`` forked processes (every task is deterministic, so the results are the same; where
+    the system cannot fork, in this process)."""
     bar = progress(len(tasks), "analyses") if progress else None
     try:
-        if jobs <= 1 or len(tasks) == 1:
+        if jobs <= 1 or len(tasks) == 1 or "fork" not in multiprocessing.get_all_start_methods():
             results = []
             for fn, args in tasks:
                 results.append(fn(*args))

@@ -459,7 +459,7 @@ def _each_trial(specs, raw_dir, progress=None, jobs: int = 1) -> list[TrialResul
     """harmonise_trial for every spec, in spec order: here, or in ``jobs`` forked processes
     (each trial is independent and deterministic, so the results are the same). The first
     failing trial in spec order raises, as in a serial run."""
-    if jobs <= 1 or len(specs) < 2:
+    if jobs <= 1 or len(specs) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         results = []
         for s in specs:
             results.append(harmonise_trial(s, raw_dir))

@@ -68,3 +68,15 @@ def test_modifier_parts_in_any_order_give_the_same_tables(demo_run):
     pd.testing.assert_frame_equal(whole[0], split[0])
     pd.testing.assert_frame_equal(whole[1], split[1])
     assert list(split[0].comparison.drop_duplicates()) == list(COMPARISONS)
+
+
+def test_a_sample_is_grouped_by_trial(frames):
+    """Per-trial codes come from where the trial label changes, so rows must be grouped:
+    from_frame sorts a frame that is not (stable: each trial keeps its order), and a Sample
+    built from ungrouped rows is refused rather than miscounted."""
+    d = complete_cases(comparison_participants(frames["short"], "none_usual_care"), "pain")
+    shuffled = Sample.from_frame(d.sample(frac=1, random_state=2))
+    assert shuffled.k == d.trial_id.nunique() and list(shuffled.labels) == sorted(d.trial_id.unique())
+    np.testing.assert_array_equal(shuffled.counts, d.groupby("trial_id").size().to_numpy())
+    with pytest.raises(ValueError, match="grouped by trial"):
+        Sample(np.array(["A", "B", "A"]), {"exercise": np.zeros(3)})
