@@ -119,6 +119,23 @@ def cmd_new_spec(args, paths: Paths) -> int:
     return 0
 
 
+def _in_child_process(fn, *args):
+    """Run ``fn`` in a forked child and wait for it. The synthetic-data generator leaves this
+    process's memory in a state in which the fit that follows ran 40 % slower (measured on the
+    demo: 11.8 s against 8.3 s of CPU); a child's memory goes away with it."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return fn(*args)
+    sys.stdout.flush()  # nothing buffered here is printed twice by the child
+    sys.stderr.flush()
+    child = multiprocessing.get_context("fork").Process(target=fn, args=args)
+    child.start()
+    child.join()
+    if child.exitcode:
+        raise SystemExit(child.exitcode)
+
+
 def cmd_all(args, paths: Paths) -> int:
     raw_empty = not paths.raw.exists() or not any(
         p for p in paths.raw.iterdir() if not p.name.startswith((".", "README"))
@@ -126,7 +143,7 @@ def cmd_all(args, paths: Paths) -> int:
     if raw_empty:
         args.specs = False
         args.trials, args.participants = 27, 3514
-        cmd_demo_data(args, paths)
+        _in_child_process(cmd_demo_data, args, paths)
     cmd_harmonise(args, paths)
     args.from_stats = None
     return cmd_fit(args, paths)
