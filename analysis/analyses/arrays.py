@@ -17,17 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.analyses.samples import BASELINE
+from analysis.analyses.samples import needed_columns
 
-__all__ = ["Arms", "Sample", "as_sample", "needed_columns", "usable_trials"]
-
-
-def needed_columns(outcome, covariate=None) -> list[str]:
-    """The columns a complete case has: the outcome, its baseline(s) and the covariate."""
-    needed = [outcome] + (["pain_bl", "function_bl"] if outcome == "recovered" else [BASELINE[outcome]])
-    if covariate is not None and covariate not in needed:
-        needed.append(covariate)
-    return needed
+__all__ = ["Arms", "Sample", "as_sample", "usable_trials"]
 
 
 class Arms:

@@ -18,7 +18,7 @@ from analysis.analyses.arrays import Arms, Sample, usable_trials
 from analysis.analyses.overall import RESULT_COLUMNS, result_row
 from analysis.analyses.samples import BASELINE, comparison_participants, sample_from_frame, window_frame
 from analysis.models.distributed import LogisticDesign
-from analysis.models.glmm import fit_mixed_logistic
+from analysis.models.glmm import SEPARATION_LIMIT, fit_mixed_logistic
 from analysis.models.meta import pool
 from analysis.models.onestage import fit_ml_deviance, fit_reml, sufficient_stats
 from analysis.models.pertrial import per_trial_logistic
@@ -35,7 +35,6 @@ __all__ = ["MODIFIER_COLUMNS", "availability_matrix", "modifier_sample", "fit_mo
            "per_trial_interaction", "pool_per_trial", "effect_curve", "curve_grid", "modifier_method", "holm",
            "modifier_fits", "modifier_tables"]
 
-SEPARATION_LOG_OR = 15.0  # a log odds ratio beyond this is separation, not an estimate (as in models.glmm)
 CONTINUOUS_COVARIATES = tuple(c for c in COVARIATES if c not in BINARY_COVARIATES)
 MODIFIER_COLUMNS = RESULT_COLUMNS + [
     "p_adjusted", "trials_within", "two_stage_estimate", "two_stage_se", "two_stage_disagrees", "nonlinearity_p",
@@ -70,15 +69,17 @@ def rcs_nonlinear_term(x, knots):
     return (pos(x - t1) - pos(x - t2) * (t3 - t1) / (t3 - t2) + pos(x - t3) * (t2 - t1) / (t3 - t2)) / (t3 - t1) ** 2
 
 
-def continuous_design(d: Sample, outcome, covariate, spline=None):
+def continuous_design(d: Sample, outcome, covariate, spline=None, spline_interaction=True):
     """Per-trial statistics of the interaction model: each trial's own baseline slope and
-    covariate slope (and spline term), common exercise, within and across interactions."""
+    covariate slope (and spline term), common exercise, within and across interactions (and,
+    unless ``spline_interaction`` is False, exercise x spline: the non-linear model)."""
     ex, xc, xbar = d["exercise"], d["xc"], d["xbar"]
     z = [d[BASELINE[outcome]], xc]
     x = [ex, ex * xc, ex * xbar]
     terms = ["exercise", f"exercise:{covariate}", f"exercise:{covariate}:across"]
     if spline is not None:
         z.append(spline)
+    if spline is not None and spline_interaction:
         x.insert(2, ex * spline)
         terms.insert(2, f"exercise:{covariate}:nonlinear")
     return sufficient_stats(d.trial, d[outcome], np.column_stack(x), np.column_stack(z), terms=terms)
@@ -194,7 +195,7 @@ def interaction_rows(comparison, outcome, window, covariate, k, n, trials_within
     if np.isfinite(two_stage[0]):
         extra["two_stage_disagrees"] = bool(abs(two_stage[0] - within[0]) > max(within[1], two_stage[1]))
     est, se = within[0], within[1]
-    if outcome == "recovered" and not (np.isfinite(se) and abs(est) < SEPARATION_LOG_OR):
+    if outcome == "recovered" and not (np.isfinite(se) and abs(est) < SEPARATION_LIMIT):
         # separation in the interaction itself: the likelihood rises without bound along it,
         # and where a fit stops (an estimate of -38, an SE of 1e7 or none) means nothing
         summary_w = dict(n_trials=k, n_participants=n, converged=False)
@@ -292,7 +293,7 @@ def fit_modifier(participants, outcomes, comparison, outcome, window, covariate,
                 spline = rcs_nonlinear_term(d["xc"], knots)
                 # both models carry the spline's main effect in each trial's own terms, so
                 # they differ only by the exercise x spline term: an ML likelihood-ratio test
-                dev_lin = fit_ml_deviance(_with_extra_z(d, outcome, covariate, spline))
+                dev_lin = fit_ml_deviance(continuous_design(d, outcome, covariate, spline, spline_interaction=False))
                 dev_nl = fit_ml_deviance(continuous_design(d, outcome, covariate, spline))
                 nonlinearity_p = float(stats.chi2.sf(max(dev_lin - dev_nl, 0.0), 1))
     rows = interaction_rows(comparison, outcome, window, covariate, k, n, trials_within, within, across,
@@ -301,15 +302,6 @@ def fit_modifier(participants, outcomes, comparison, outcome, window, covariate,
                          labels=dict(comparison=comparison, outcome=outcome, window=window, covariate=covariate,
                                      scale=scale))
     return rows, curve
-
-
-def _with_extra_z(d: Sample, outcome, covariate, spline):
-    """The linear-interaction model with the spline's main effect in each trial's terms."""
-    ex, xc = d["exercise"], d["xc"]
-    z = np.column_stack([d[BASELINE[outcome]], xc, spline])
-    x = np.column_stack([ex, ex * xc, ex * d["xbar"]])
-    return sufficient_stats(d.trial, d[outcome], x, z,
-                            terms=["exercise", f"exercise:{covariate}", f"exercise:{covariate}:across"])
 
 
 DECILES_MIN_N = 100  # deciles are shown only when each tenth holds at least 10 participants

@@ -13,8 +13,8 @@ import pandas as pd
 
 from analysis.settings import COMPARISONS
 
-__all__ = ["comparison_participants", "complete_cases", "outcome_sample", "window_frame", "sample_from_frame",
-           "BASELINE"]
+__all__ = ["comparison_participants", "complete_cases", "needed_columns", "outcome_sample", "window_frame",
+           "sample_from_frame", "BASELINE"]
 
 BASELINE = {"pain": "pain_bl", "function": "function_bl"}
 
@@ -46,13 +46,18 @@ def sample_from_frame(frame, comparison, outcome, covariate=None) -> pd.DataFram
     return complete_cases(comparison_participants(frame, comparison), outcome, covariate)
 
 
-def complete_cases(d, outcome, covariate=None) -> pd.DataFrame:
-    """The participants of ``d`` (one comparison's, at one window) complete on the outcome,
-    its baseline(s) and the covariate, sorted by trial and participant."""
+def needed_columns(outcome, covariate=None) -> list[str]:
+    """The columns a complete case has: the outcome, its baseline(s) and the covariate."""
     needed = [outcome] + (["pain_bl", "function_bl"] if outcome == "recovered" else [BASELINE[outcome]])
     if covariate is not None and covariate not in needed:
         needed.append(covariate)
-    d = d.dropna(subset=needed)
+    return needed
+
+
+def complete_cases(d, outcome, covariate=None) -> pd.DataFrame:
+    """The participants of ``d`` (one comparison's, at one window) complete on the outcome,
+    its baseline(s) and the covariate, sorted by trial and participant."""
+    d = d.dropna(subset=needed_columns(outcome, covariate))
     return d.sort_values(["trial_id", "participant_id"], kind="stable").reset_index(drop=True)
 
 

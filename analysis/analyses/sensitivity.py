@@ -23,10 +23,10 @@ from analysis.analyses.overall import (
     result_row,
     trial_effects,
 )
-from analysis.analyses.samples import BASELINE, comparison_participants, outcome_sample
+from analysis.analyses.samples import comparison_participants, outcome_sample
 from analysis.models.imputation import ChainedImputer, rubin
 from analysis.models.meta import pool
-from analysis.models.onestage import fit_reml, sufficient_stats
+from analysis.models.onestage import fit_reml
 from analysis.settings import (
     BINARY_COVARIATES,
     COMPARISONS,
@@ -164,8 +164,7 @@ def multiple_imputation(participants, outcomes, m=20, seed=2020, comparisons=("n
         for _ in range(m):
             d = Sample(trial, imputer.draw(rng))
             for outcome in ("pain", "function"):
-                f = fit_reml(sufficient_stats(trial, d[outcome], d["exercise"], d[BASELINE[outcome]],
-                                              terms=["exercise"]))
+                f = fit_reml(continuous_stats(d, outcome))
                 collected.setdefault((outcome, "exercise"), []).append(
                     (f.coef[0], f.cov[0, 0], f.df[0], f.tau2, f.n_trials, f.n_participants)
                 )

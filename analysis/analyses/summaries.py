@@ -31,6 +31,7 @@ from analysis.analyses.modifiers import (
     trials_varying,
 )
 from analysis.analyses.overall import (
+    ALL_OVERALL,
     RESULT_COLUMNS,
     continuous_method,
     continuous_stats,
@@ -62,8 +63,6 @@ def _analyses():
 def stats_key(c, o, w, cov=None):
     return "|".join([c, o, w] + ([cov] if cov else []))
 
-
-_key = stats_key
 
 
 def stats_entries(st: TrialStats, varies: pd.Series) -> dict:
@@ -105,7 +104,7 @@ def export_trial_stats(participants, outcomes, out_dir) -> list[Path]:
             st = continuous_design(d, o, cov)
             varies = trials_varying(d)
         for tid, entry in stats_entries(st, varies).items():
-            per_trial.setdefault(tid, {})[_key(c, o, w, cov)] = entry
+            per_trial.setdefault(tid, {})[stats_key(c, o, w, cov)] = entry
     out_dir = Path(out_dir)
     written = []
     for tid, analyses in sorted(per_trial.items()):
@@ -143,7 +142,7 @@ def continuous_rows(stats: dict, method_note: str = "", modifier_note: str = "fr
     for c in COMPARISONS:
         for o in ("pain", "function"):
             for w in WINDOWS:
-                entry = stats.get(_key(c, o, w.name, None))
+                entry = stats.get(stats_key(c, o, w.name))
                 method = continuous_method() + method_note
                 if entry is None:
                     est_rows.append(empty_row("overall", c, o, w.name, "exercise", "md", method,
@@ -153,7 +152,7 @@ def continuous_rows(stats: dict, method_note: str = "", modifier_note: str = "fr
                 est_rows.append(result_row("overall", c, o, w.name, "exercise", "md", fit.summary(), method,
                                            fit.message))
                 for cov in COVARIATES:
-                    e = stats.get(_key(c, o, w.name, cov))
+                    e = stats.get(stats_key(c, o, w.name, cov))
                     if e is None:
                         continue
                     st, varies = e
@@ -179,6 +178,5 @@ def fit_from_stats(stats_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
         for w in WINDOWS:
             rows[c, "recovered", w.name] = empty_row("overall", c, "recovered", w.name, "exercise", "log_or",
                                                      "one-stage mixed logistic", note_logistic)
-    ordered = [rows[c, o, w.name] for c in COMPARISONS for o in ("pain", "function", "recovered") for w in WINDOWS]
-    return (pd.DataFrame(ordered, columns=RESULT_COLUMNS),
+    return (pd.DataFrame([rows[key] for key in ALL_OVERALL], columns=RESULT_COLUMNS),
             holm_by_family(pd.DataFrame(mod_rows, columns=MODIFIER_COLUMNS)))

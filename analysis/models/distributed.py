@@ -28,14 +28,14 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special
 
-from analysis.models.glmm import LogisticFit, _adapt, _Data, _mixture, trial_codes
+from analysis.models.glmm import SEPARATION_LIMIT, LogisticFit, _adapt, _Data, _mixture
+from analysis.models.pertrial import trial_codes
 
 __all__ = ["LogisticDesign", "SiteModel", "SiteProfile", "site_profile", "informative_trials", "fit_rounds",
            "FitRequest", "BOUNDARY_TAU", "START_TAU"]
 
 BOUNDARY_TAU = 1e-4  # tau below this is reported as tau^2 = 0 (as the pooled fit does)
 START_TAU = 0.5  # where the random-effects phase starts (as the pooled fit does)
-SEPARATION_LIMIT = 15.0  # a trial's own slope beyond this is reported as separation (as the pooled fit does)
 MAX_STEP = 2.0  # the centre's Newton steps are at most this long (in the largest coordinate)
 _INNER_TOL = 1e-10
 

@@ -23,10 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy import special, stats
 
-__all__ = ["LogisticFit", "fit_mixed_logistic", "trial_codes"]
+from analysis.models.pertrial import trial_codes
+
+__all__ = ["LogisticFit", "fit_mixed_logistic", "SEPARATION_LIMIT"]
+
+SEPARATION_LIMIT = 15.0  # a coefficient beyond this (log odds) is separation, not an estimate
 
 
 @dataclass
@@ -63,14 +66,6 @@ class LogisticFit:
             tau2=self.tau2, pi_low=pi[0], pi_high=pi[1], n_trials=k,
             n_participants=self.n_participants, converged=self.converged,
         )
-
-
-def trial_codes(trial):
-    """Sorted trial labels and each row's code, as np.unique(..., return_inverse=True) gives
-    them, by hashing (pandas' factorize): sorting every row's label text cost more than the
-    rest of setting up a fit."""
-    codes, labels = pd.factorize(np.asarray(trial), sort=True)
-    return np.asarray(labels), codes
 
 
 class _Data:
@@ -470,8 +465,8 @@ def fit_mixed_logistic(trial, y, x, t, z=None, n_nodes: int = 15, random_effect:
         v, vq, logw = _adapt(d, par, nodes, weights, v)
         ll, grad, hess = _mixture(d, par, vq, logw)
     trial_par = par[: d.n_trial_params].reshape(d.k, d.pz)
-    if d.pz > 1 and np.any(np.abs(trial_par[:, 1:]) > 15):
-        sep = [str(d.labels[i]) for i in np.flatnonzero(np.any(np.abs(trial_par[:, 1:]) > 15, axis=1))]
+    if d.pz > 1 and np.any(np.abs(trial_par[:, 1:]) > SEPARATION_LIMIT):
+        sep = [str(d.labels[i]) for i in np.flatnonzero(np.any(np.abs(trial_par[:, 1:]) > SEPARATION_LIMIT, axis=1))]
         message = (message + "; " if message else "") + (
             f"separation in {', '.join(sep)}: its own covariate slope is not finite (does not affect the common terms)")
     tau = abs(par[-1]) if random_effect else 0.0

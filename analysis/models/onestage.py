@@ -26,8 +26,9 @@ import functools
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 from scipy import optimize, stats
+
+from analysis.models.pertrial import trial_codes
 
 __all__ = [
     "TrialStats",
@@ -95,17 +96,11 @@ def _group_starts(trial):
         # fast path: rows already grouped by trial in sorted order (as the analysis samples are)
         if len(labels) == 1 or bool(np.all(labels[1:] > labels[:-1])):
             return slice(None), np.r_[0, change], labels
-    codes, labels = _factorize(trial)
+    labels, codes = trial_codes(trial)
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
     starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
     return order, starts, labels
-
-
-def _factorize(trial):
-    """Integer codes and sorted labels (a hash-based factorisation: fast for text IDs)."""
-    codes, labels = pd.factorize(np.asarray(trial), sort=True)
-    return codes, np.asarray(labels)
 
 
 def sufficient_stats(trial, y, x, z=None, terms=None) -> TrialStats:
@@ -237,18 +232,6 @@ def ml_deviance_dense(trial, y, x, z, sigma2, tau2) -> float:
     beta = np.linalg.solve(f.T @ vinv @ f, f.T @ vinv @ y)
     r = y - f @ beta
     return float(len(y) * LOG2PI + np.linalg.slogdet(v)[1] + r @ vinv @ r)
-
-
-def _ml_profiled(st: TrialStats, gamma: float) -> float:
-    """ML deviance with sigma^2 profiled out (sigma^2 = GLS residual sum of squares / N)."""
-    q = len(st.terms)
-    m, _ = _mixed_cross(st, 1.0, gamma)
-    a, b, yy = m[:q, :q], m[:q, q], m[q, q]
-    rss = yy - b @ np.linalg.solve(a, b)
-    if rss <= 0:
-        return np.inf
-    sigma2 = rss / st.n.sum()
-    return ml_deviance(st, sigma2, gamma * sigma2)
 
 
 def fit_ml_deviance(st: TrialStats, random_effect: bool = True) -> float:

@@ -18,7 +18,15 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, special
 
-__all__ = ["PerTrialLogistic", "per_trial_logistic", "group_indicator", "group_sums"]
+__all__ = ["PerTrialLogistic", "per_trial_logistic", "group_indicator", "group_sums", "trial_codes"]
+
+
+def trial_codes(trial):
+    """Sorted trial labels and each row's code, as np.unique(..., return_inverse=True) gives
+    them, by hashing (pandas' factorize): sorting every row's label text cost more than the
+    rest of setting up a fit."""
+    codes, labels = pd.factorize(np.asarray(trial), sort=True)
+    return np.asarray(labels), codes
 
 
 def group_indicator(codes, k):
@@ -56,7 +64,7 @@ def per_trial_logistic(trial, y, x, max_iter: int = 100, tol: float = 1e-10) -> 
     out with huge standard errors or as perfectly predicted (``ok`` False), and callers
     set them aside.
     """
-    codes, labels = pd.factorize(np.asarray(trial), sort=True)  # hashing: no string sort
+    labels, codes = trial_codes(trial)
     order = np.argsort(codes, kind="stable")
     codes, y, x = codes[order], np.asarray(y, float)[order], np.asarray(x, float)[order]
     k, p = len(labels), x.shape[1]

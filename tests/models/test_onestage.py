@@ -338,6 +338,22 @@ def test_constant_covariate_with_rounding_noise_is_collinear():
     )
 
 
+def _ml_profiled(st, gamma):
+    """The ML deviance with sigma^2 profiled out, one gamma at a time through ml_deviance:
+    sigma^2 = the GLS residual sum of squares at sigma^2 = 1, over N (the reference for the
+    batched profile)."""
+    from analysis.models.onestage import _mixed_cross, ml_deviance
+
+    q = len(st.terms)
+    m, _ = _mixed_cross(st, 1.0, gamma)
+    a, b, yy = m[:q, :q], m[:q, q], m[q, q]
+    rss = yy - b @ np.linalg.solve(a, b)
+    if rss <= 0:
+        return np.inf
+    sigma2 = rss / st.n.sum()
+    return ml_deviance(st, sigma2, gamma * sigma2)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_batched_ml_profile_equals_ml_deviance_and_a_scalar_search(seed):
     """Source of truth: ml_deviance (itself equal to the dense evaluation above) at
@@ -345,7 +361,7 @@ def test_batched_ml_profile_equals_ml_deviance_and_a_scalar_search(seed):
     log(gamma) (xatol 1e-10; the method fit_ml_deviance used before), to 1e-9 relative."""
     from scipy import optimize
 
-    from analysis.models.onestage import _ml_profiled, _ProfiledML, fit_ml_deviance
+    from analysis.models.onestage import _ProfiledML, fit_ml_deviance
 
     rng = np.random.default_rng(seed)
     d = continuous_ipd(rng, k=6, n_range=(10, 40))
