@@ -44,7 +44,7 @@ def cmd_demo_data(args, paths: Paths) -> int:
 
 
 def cmd_harmonise(args, paths: Paths) -> int:
-    from analysis.analyses.fit import default_jobs
+    from analysis.parallel import default_jobs
     from analysis.pipeline import harmonise
 
     tables = harmonise(paths, progress=_progress, jobs=getattr(args, "jobs", None) or default_jobs())
@@ -102,7 +102,7 @@ def cmd_fit(args, paths: Paths) -> int:
         written = [write_csv(est, paths.result_file("estimates")), write_csv(mods, paths.result_file("modifiers"))]
         print("wrote " + ", ".join(str(p) for p in written) + " (from per-trial statistics: continuous outcomes only)")
         return 0
-    from analysis.analyses.fit import default_jobs
+    from analysis.parallel import default_jobs
     from analysis.pipeline import fit
 
     written = fit(paths, progress=_progress, jobs=args.jobs or default_jobs())
@@ -119,21 +119,28 @@ def cmd_new_spec(args, paths: Paths) -> int:
     return 0
 
 
-def _in_child_process(fn, *args):
-    """Run ``fn`` in a forked child and wait for it. The synthetic-data generator leaves this
-    process's memory in a state in which the fit that follows ran 40 % slower (measured on the
-    demo: 11.8 s against 8.3 s of CPU); a child's memory goes away with it."""
+def _start_in_child(fn, *args):
+    """Start ``fn`` in a forked child; returns the function that waits for it (and exits
+    as the child did when it failed). The synthetic-data generator leaves a process's memory
+    in a state in which the fit that follows ran 40 % slower (measured on the demo: 11.8 s
+    against 8.3 s of CPU); a child's memory goes away with it, and this process can do other
+    work meanwhile."""
     import multiprocessing
 
     if "fork" not in multiprocessing.get_all_start_methods():
-        return fn(*args)
+        fn(*args)
+        return lambda: None
     sys.stdout.flush()  # nothing buffered here is printed twice by the child
     sys.stderr.flush()
     child = multiprocessing.get_context("fork").Process(target=fn, args=args)
     child.start()
-    child.join()
-    if child.exitcode:
-        raise SystemExit(child.exitcode)
+
+    def wait():
+        child.join()
+        if child.exitcode:
+            raise SystemExit(child.exitcode)
+
+    return wait
 
 
 def cmd_all(args, paths: Paths) -> int:
@@ -143,7 +150,12 @@ def cmd_all(args, paths: Paths) -> int:
     if raw_empty:
         args.specs = False
         args.trials, args.participants = 27, 3514
-        _in_child_process(cmd_demo_data, args, paths)
+        wait = _start_in_child(cmd_demo_data, args, paths)
+        # the analysis modules (about a second of imports) load while the child writes the files
+        import analysis.analyses.fit  # noqa: F401
+        import analysis.pipeline  # noqa: F401
+
+        wait()
     cmd_harmonise(args, paths)
     args.from_stats = None
     return cmd_fit(args, paths)

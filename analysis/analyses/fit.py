@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,20 +12,23 @@ from analysis.analyses.descriptives import baseline_aggregates, baseline_summary
 from analysis.analyses.modifiers import availability_matrix, modifier_fits, modifier_tables
 from analysis.analyses.overall import heterogeneity, overall_estimates, trial_effects
 from analysis.analyses.sensitivity import (
+    MI_COMPARISONS,
     SENSITIVITY_COLUMNS,
+    imputed_fits,
     influence_summary,
-    multiple_imputation,
+    pooled_imputation_rows,
     sensitivity_estimates,
 )
 from analysis.analyses.validation import reference_estimates
 from analysis.errors import InputError
 from analysis.io import read_csv, write_csv
+from analysis.parallel import run_tasks
 from analysis.paths import Paths
 from analysis.provenance import write_provenance
 from analysis.settings import COMPARISONS
 from analysis.timing import log_stage
 
-__all__ = ["load_derived", "fit_all", "default_jobs"]
+__all__ = ["load_derived", "fit_all"]
 
 
 def load_derived(paths: Paths) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -42,6 +42,7 @@ def load_derived(paths: Paths) -> tuple[pd.DataFrame, pd.DataFrame]:
 # The derived data, set before a pool forks its workers: they inherit it (no pickles of a
 # million rows) and read nothing from disk.
 _SHARED: dict = {}
+IMPUTATIONS_PER_TASK = 5  # small enough to balance two processes, large enough to keep the set-up's share small
 
 
 def _overall_and_sensitivity():
@@ -56,10 +57,11 @@ def _overall_and_sensitivity():
             "seconds": {"overall effects": overall_s(), "sensitivity": sensitivity_s()}}
 
 
-def _imputation(m: int):
+def _imputations(comparison: str, draws: range):
+    """Some of one comparison's imputations, each from its own random stream."""
     with _clock() as seconds:
-        rows = multiple_imputation(_SHARED["participants"], _SHARED["outcomes"], m=m)
-    return {"imputed": rows, "seconds": {"sensitivity": seconds()}}
+        fits = imputed_fits(_SHARED["participants"], _SHARED["outcomes"], comparison, draws)
+    return {"imputed": (comparison, draws, fits), "seconds": {"sensitivity": seconds()}}
 
 
 def _modifiers(comparison: str, outcome: str):
@@ -77,40 +79,41 @@ def _clock():
 
 
 def _tasks(imputations: int) -> list:
-    """The independent parts of the analysis, longest first (so that two processes finish
-    together): multiple imputation, the overall and other sensitivity analyses, then the
-    modifier models of each comparison and outcome (the mixed logistic ones first)."""
-    tasks = [(_imputation, (imputations,)), (_overall_and_sensitivity, ())]
-    for outcome in ("recovered", "pain", "function"):
+    """The independent parts of the analysis, longest first (so that the processes finish
+    together): the overall and other sensitivity analyses, the mixed logistic modifier models
+    of each comparison, the imputations in groups of ``IMPUTATIONS_PER_TASK``, then the other
+    modifier models."""
+    tasks = [(_overall_and_sensitivity, ())]
+    tasks += [(_modifiers, (comparison, "recovered")) for comparison in COMPARISONS]
+    for comparison in MI_COMPARISONS:
+        tasks += [(_imputations, (comparison, range(first, min(first + IMPUTATIONS_PER_TASK, imputations))))
+                  for first in range(0, imputations, IMPUTATIONS_PER_TASK)]
+    for outcome in ("pain", "function"):
         tasks += [(_modifiers, (comparison, outcome)) for comparison in COMPARISONS]
     return tasks
 
 
-def default_jobs() -> int:
-    """All the cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+def _pooled_imputations(results, participants, outcomes, imputations: int) -> list[dict]:
+    """The multiple-imputation rows from the imputation tasks' fits, each comparison's
+    imputations put back in order of their number."""
+    rows = []
+    for comparison in MI_COMPARISONS:
+        parts = sorted((r["imputed"] for r in results if "imputed" in r and r["imputed"][0] == comparison),
+                       key=lambda part: part[1].start)
+        collected: dict = {}
+        for _, _, fits in parts:
+            for key, values in fits.items():
+                collected.setdefault(key, []).extend(values)
+        rows += pooled_imputation_rows(participants, outcomes, comparison, collected, imputations)
+    return rows
 
 
 def _run(tasks, jobs: int, progress=None) -> list:
     """Each task's result, in the order of ``tasks``: in this process, or in a pool of
-    ``jobs`` forked processes (every task is deterministic, so the results are the same; where
-    the system cannot fork, in this process)."""
+    ``jobs`` forked processes (every task is deterministic, so the results are the same)."""
     bar = progress(len(tasks), "analyses") if progress else None
     try:
-        if jobs <= 1 or len(tasks) == 1 or "fork" not in multiprocessing.get_all_start_methods():
-            results = []
-            for fn, args in tasks:
-                results.append(fn(*args))
-                if bar:
-                    bar.update()
-            return results
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
-            futures = [pool.submit(fn, *args) for fn, args in tasks]
-            for _ in as_completed(futures):
-                if bar:
-                    bar.update()
-            return [f.result() for f in futures]
+        return run_tasks(tasks, jobs, (lambda _: bar.update()) if bar else None)
     finally:
         if bar:
             bar.close()
@@ -142,7 +145,7 @@ def fit_all(paths: Paths, progress=None, seed=None, imputations: int = 20, jobs:
     for stage in ("overall effects", "modifiers", "sensitivity"):
         log_stage(stage, seconds[stage])
     main = next(r for r in results if "estimates" in r)
-    imputed = next(r for r in results if "imputed" in r)["imputed"]
+    imputed = _pooled_imputations(results, in_order, outcomes, imputations)
     est, effects = main["estimates"], main["trial_effects"]
     sens = pd.concat([main["sensitivity"], pd.DataFrame(imputed, columns=SENSITIVITY_COLUMNS)], ignore_index=True)
     mods, curves = modifier_tables([r["modifiers"] for r in results if "modifiers" in r])

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis.analyses.arrays import Arms, Sample, usable_trials
 from analysis.analyses.overall import RESULT_COLUMNS, result_row
 from analysis.analyses.samples import BASELINE, comparison_participants, sample_from_frame, window_frame
 from analysis.models.distributed import LogisticDesign
+from analysis.models.distributions import chi2_upper_tail, t_quantile, t_upper_tail
 from analysis.models.glmm import SEPARATION_LIMIT, fit_mixed_logistic
 from analysis.models.meta import pool
 from analysis.models.onestage import fit_ml_deviance, fit_reml, sufficient_stats
@@ -144,9 +144,9 @@ def _row(comparison, outcome, window, term, scale, summary, method, note, extra)
 
 
 def _coef_summary(est, se, df, k, n, converged):
-    crit = stats.t.ppf(0.975, df) if np.isfinite(df) else stats.norm.ppf(0.975)
+    crit = t_quantile(0.975, df)
     tstat = est / se if se > 0 else np.nan
-    p = 2 * (stats.t.sf(abs(tstat), df) if np.isfinite(df) else stats.norm.sf(abs(tstat)))
+    p = 2 * t_upper_tail(abs(tstat), df)
     return dict(estimate=est, se=se, ci_low=est - crit * se, ci_high=est + crit * se, df=df, p=float(p),
                 n_trials=k, n_participants=n, converged=converged)
 
@@ -295,7 +295,7 @@ def fit_modifier(participants, outcomes, comparison, outcome, window, covariate,
                 # they differ only by the exercise x spline term: an ML likelihood-ratio test
                 dev_lin = fit_ml_deviance(continuous_design(d, outcome, covariate, spline, spline_interaction=False))
                 dev_nl = fit_ml_deviance(continuous_design(d, outcome, covariate, spline))
-                nonlinearity_p = float(stats.chi2.sf(max(dev_lin - dev_nl, 0.0), 1))
+                nonlinearity_p = float(chi2_upper_tail(max(dev_lin - dev_nl, 0.0), 1))
     rows = interaction_rows(comparison, outcome, window, covariate, k, n, trials_within, within, across,
                             fit.converged, fit.message, fit.tau2, ts, nonlinearity_p)
     curve = effect_curve(*curve_grid(d, covariate), curve_coef[:3], curve_cov[:3, :3], curve_df,
@@ -334,7 +334,7 @@ def effect_curve(grid, kind, xbar, coef, cov, df, labels=None) -> pd.DataFrame:
     est = a @ coef
     var = np.einsum("ij,jk,ik->i", a, cov, a)
     se = np.sqrt(np.where(var >= 0, var, np.nan))  # a negative variance: a degenerate fit, no band
-    crit = stats.t.ppf(0.975, df) if np.isfinite(df) else stats.norm.ppf(0.975)
+    crit = t_quantile(0.975, df)
     return pd.DataFrame(
         {"kind": kind, "value": grid, "estimate": est, "se": se, "ci_low": est - crit * se,
          "ci_high": est + crit * se, **(labels or {})}

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis.analyses.arrays import Arms, Sample, as_sample, usable_trials
 from analysis.analyses.samples import BASELINE, comparison_participants, window_frame
 from analysis.models.distributed import LogisticDesign
+from analysis.models.distributions import chi2_upper_tail
 from analysis.models.glmm import fit_mixed_logistic
 from analysis.models.meta import pool
 from analysis.models.onestage import TrialStats, fit_reml, sufficient_stats
@@ -225,7 +225,7 @@ def heterogeneity(effects: pd.DataFrame) -> pd.DataFrame:
                "p_q": np.nan, "i2": np.nan, "tau2": np.nan}
         if k >= 2:
             r = pool(eff.estimate.to_numpy(), eff.variance.to_numpy())
-            row.update(q=r.q, p_q=float(stats.chi2.sf(r.q, k - 1)), i2=r.i2, tau2=r.tau2)
+            row.update(q=r.q, p_q=float(chi2_upper_tail(r.q, k - 1)), i2=r.i2, tau2=r.tau2)
         rows.append(row)
     return pd.DataFrame(rows, columns=["comparison", "outcome", "window", "k", "q", "df_q", "p_q", "i2", "tau2"])
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis.analyses.arrays import Sample
 from analysis.analyses.modifiers import continuous_design
@@ -24,6 +23,7 @@ from analysis.analyses.overall import (
     trial_effects,
 )
 from analysis.analyses.samples import comparison_participants, outcome_sample
+from analysis.models.distributions import t_quantile, t_upper_tail
 from analysis.models.imputation import ChainedImputer, rubin
 from analysis.models.meta import pool
 from analysis.models.onestage import fit_reml
@@ -39,7 +39,8 @@ from analysis.settings import (
 )
 
 __all__ = ["SENSITIVITY_COLUMNS", "sensitivity_estimates", "two_stage_rows", "leave_one_out", "influence_summary",
-           "window_average_outcomes", "improvement_recovery", "multiple_imputation", "PRIMARY",
+           "window_average_outcomes", "improvement_recovery", "multiple_imputation", "imputed_fits",
+           "pooled_imputation_rows", "imputation_stream", "MI_COMPARISONS", "PRIMARY",
            "leave_out_rows"]
 
 SENSITIVITY_COLUMNS = RESULT_COLUMNS + ["fmi"]
@@ -147,49 +148,82 @@ def _mi_sample(participants, outcomes, comparison, window="short"):
     return d.sort_values(["trial_id", "participant_id"], kind="stable").reset_index(drop=True)
 
 
-def multiple_imputation(participants, outcomes, m=20, seed=2020, comparisons=("none_usual_care", "other_conservative"),
-                        covariates=COVARIATES, window="short") -> list[dict]:
-    """Overall effects and within-trial interactions at short term, pooled over m
-    imputations with Rubin's rules (Barnard-Rubin df, fraction of missing information)."""
-    rng = np.random.default_rng(seed)
-    rows = []
+MI_COMPARISONS = ("none_usual_care", "other_conservative")
+
+
+def imputation_stream(seed: int, comparison: str, draw: int) -> np.random.Generator:
+    """The random stream of one imputation: its own child of ``seed``'s SeedSequence, keyed
+    by the comparison and the imputation's number (numpy's way to make independent streams).
+    Each imputation is then the same whether it runs alone, in a pool or in any order."""
+    key = (COMPARISONS.index(comparison), draw)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def imputed_fits(participants, outcomes, comparison, draws, seed=2020, covariates=COVARIATES,
+                 window="short") -> dict:
+    """The completed-data fits of imputations ``draws`` (their numbers, 0 to m - 1) of one
+    comparison: {(outcome, term): [(estimate, variance, df, tau2, n_trials, n_participants)
+    for each imputation, in the order of ``draws``]} (term ``exercise`` for the overall
+    effect, ``exercise:<covariate>`` for each measured covariate's within-trial interaction)."""
+    base = _mi_sample(participants, outcomes, comparison, window)
+    measured = [c for c in covariates if base[c].notna().any()]
+    trial = base.trial_id.to_numpy()
+    imputer = ChainedImputer(base, measured, binary=BINARY_COVARIATES, ranges=IMPUTED_RANGES)
+    collected: dict = {}
+    for draw in draws:
+        d = Sample(trial, imputer.draw(imputation_stream(seed, comparison, draw)))
+        for outcome in ("pain", "function"):
+            f = fit_reml(continuous_stats(d, outcome))
+            collected.setdefault((outcome, "exercise"), []).append(
+                (f.coef[0], f.cov[0, 0], f.df[0], f.tau2, f.n_trials, f.n_participants))
+            for cov in measured:
+                fm = fit_reml(continuous_design(d.centred_on(cov), outcome, cov))
+                collected.setdefault((outcome, f"exercise:{cov}"), []).append(
+                    (fm.coef[1], fm.cov[1, 1], fm.df[1], fm.tau2, fm.n_trials, fm.n_participants))
+    return collected
+
+
+def pooled_imputation_rows(participants, outcomes, comparison, collected: dict, m: int, covariates=COVARIATES,
+                           window="short") -> list[dict]:
+    """Rubin's rules (Barnard-Rubin df, fraction of missing information) over the m
+    imputations' fits (``imputed_fits`` of draws 0 to m - 1), and an empty row with the reason
+    for each covariate no trial of the comparison measured."""
     method = (f"one-stage LMM, REML, {m} imputations (chained equations within trials), Rubin's rules, "
               "Barnard-Rubin df")
+    rows = []
+    for (outcome, term), vals in collected.items():
+        v = np.array(vals)
+        pooled = rubin(v[:, 0], v[:, 1], df_complete=float(np.mean(v[:, 2])))
+        crit = t_quantile(0.975, pooled["df"])
+        est, se = pooled["estimate"], pooled["se"]
+        s = dict(estimate=est, se=se, ci_low=est - crit * se, ci_high=est + crit * se, df=pooled["df"],
+                 p=float(2 * t_upper_tail(abs(est / se), pooled["df"])), tau2=float(np.mean(v[:, 3])),
+                 n_trials=int(v[0, 4]), n_participants=int(v[0, 5]), converged=True)
+        row = result_row("multiple_imputation", comparison, outcome, window, term, "md", s, method,
+                         f"fraction of missing information {pooled['fmi']:.2f}")
+        row["fmi"] = pooled["fmi"]
+        rows.append(row)
+    base = _mi_sample(participants, outcomes, comparison, window)
+    for outcome in ("pain", "function"):
+        for cov in covariates:
+            if base[cov].notna().any():
+                continue
+            rows.append(empty_row("multiple_imputation", comparison, outcome, window, f"exercise:{cov}", "md",
+                                  method, f"not estimable: no trial of this comparison measured {cov}, "
+                                  "so there is nothing to impute it from", n_participants=len(base)))
+    return rows
+
+
+def multiple_imputation(participants, outcomes, m=20, seed=2020, comparisons=MI_COMPARISONS,
+                        covariates=COVARIATES, window="short") -> list[dict]:
+    """Overall effects and within-trial interactions at short term, pooled over m
+    imputations with Rubin's rules (Barnard-Rubin df, fraction of missing information).
+    Each imputation draws from its own random stream (``imputation_stream``), so a run that
+    spreads them over processes (``fit_all``) gives the same rows."""
+    rows = []
     for comparison in comparisons:
-        base = _mi_sample(participants, outcomes, comparison, window)
-        measured = [c for c in covariates if base[c].notna().any()]
-        trial = base.trial_id.to_numpy()
-        imputer = ChainedImputer(base, measured, binary=BINARY_COVARIATES, ranges=IMPUTED_RANGES)
-        collected: dict = {}
-        for _ in range(m):
-            d = Sample(trial, imputer.draw(rng))
-            for outcome in ("pain", "function"):
-                f = fit_reml(continuous_stats(d, outcome))
-                collected.setdefault((outcome, "exercise"), []).append(
-                    (f.coef[0], f.cov[0, 0], f.df[0], f.tau2, f.n_trials, f.n_participants)
-                )
-                for cov in measured:
-                    fm = fit_reml(continuous_design(d.centred_on(cov), outcome, cov))
-                    collected.setdefault((outcome, f"exercise:{cov}"), []).append(
-                        (fm.coef[1], fm.cov[1, 1], fm.df[1], fm.tau2, fm.n_trials, fm.n_participants))
-        for (outcome, term), vals in collected.items():
-            v = np.array(vals)
-            pooled = rubin(v[:, 0], v[:, 1], df_complete=float(np.mean(v[:, 2])))
-            crit = stats.t.ppf(0.975, pooled["df"])
-            est, se = pooled["estimate"], pooled["se"]
-            s = dict(estimate=est, se=se, ci_low=est - crit * se, ci_high=est + crit * se, df=pooled["df"],
-                     p=float(2 * stats.t.sf(abs(est / se), pooled["df"])), tau2=float(np.mean(v[:, 3])),
-                     n_trials=int(v[0, 4]), n_participants=int(v[0, 5]), converged=True)
-            row = result_row("multiple_imputation", comparison, outcome, window, term, "md", s, method,
-                             f"fraction of missing information {pooled['fmi']:.2f}")
-            row["fmi"] = pooled["fmi"]
-            rows.append(row)
-        for outcome in ("pain", "function"):
-            for cov in covariates:
-                if cov not in measured:
-                    rows.append(empty_row("multiple_imputation", comparison, outcome, window, f"exercise:{cov}", "md",
-                                          method, f"not estimable: no trial of this comparison measured {cov}, "
-                                          "so there is nothing to impute it from", n_participants=len(base)))
+        collected = imputed_fits(participants, outcomes, comparison, range(m), seed, covariates, window)
+        rows += pooled_imputation_rows(participants, outcomes, comparison, collected, m, covariates, window)
     return rows
 
 

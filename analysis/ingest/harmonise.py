@@ -13,9 +13,7 @@ trial's records or of a column's values).
 
 from __future__ import annotations
 
-import multiprocessing
 import re
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +27,7 @@ from analysis.ingest.instruments import INSTRUMENTS
 from analysis.ingest.readers import is_excel_serial
 from analysis.ingest.records import Records, TrialState, assign_windows, build_records, display, read_tables
 from analysis.ingest.spec import TrialSpec, code_key, code_keys, load_specs
+from analysis.parallel import run_tasks
 from analysis.settings import PLAUSIBLE, RECOVERY_THRESHOLD, RECOVERY_TOLERANCE, WINDOWS
 
 __all__ = ["TrialResult", "harmonise_trial", "harmonise_all", "assign_windows", "derive_age", "derive_bmi",
@@ -463,20 +462,8 @@ def _each_trial(specs, raw_dir, progress=None, jobs: int = 1) -> list[TrialResul
     """harmonise_trial for every spec, in spec order: here, or in ``jobs`` forked processes
     (each trial is independent and deterministic, so the results are the same). The first
     failing trial in spec order raises, as in a serial run."""
-    if jobs <= 1 or len(specs) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        results = []
-        for s in specs:
-            results.append(harmonise_trial(s, raw_dir))
-            if progress:
-                progress(s.trial_id)
-        return results
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context) as pool:
-        futures = [pool.submit(harmonise_trial, s, raw_dir) for s in specs]
-        if progress:
-            for _ in as_completed(futures):
-                progress(None)
-        return [f.result() for f in futures]
+    return run_tasks([(harmonise_trial, (s, raw_dir)) for s in specs], jobs,
+                     (lambda i: progress(specs[i].trial_id)) if progress else None)
 
 
 def harmonise_all(spec_dir, raw_dir, progress=None, jobs: int = 1) -> tuple[list[TrialResult], dict]:

@@ -23,8 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
+from analysis.models.distributions import t_quantile, t_upper_tail
 from analysis.models.pertrial import trial_codes
 
 __all__ = ["LogisticFit", "fit_mixed_logistic", "SEPARATION_LIMIT"]
@@ -52,17 +53,17 @@ class LogisticFit:
     cov_common: np.ndarray = None  # covariance of (beta..., theta)
 
     def summary(self, level: float = 0.95) -> dict:
-        z = stats.norm.ppf(0.5 + level / 2)
+        z = t_quantile(0.5 + level / 2, np.inf)
         k = self.n_trials
         if k > 2:
-            half = stats.t.ppf(0.5 + level / 2, k - 2) * np.sqrt(self.tau2 + self.se**2)
+            half = t_quantile(0.5 + level / 2, k - 2) * np.sqrt(self.tau2 + self.se**2)
             pi = (self.theta - half, self.theta + half)
         else:
             pi = (np.nan, np.nan)
         return dict(
             estimate=self.theta, se=self.se, ci_low=self.theta - z * self.se,
             ci_high=self.theta + z * self.se, df=np.inf,
-            p=float(2 * stats.norm.sf(abs(self.theta / self.se))) if self.se > 0 else np.nan,
+            p=float(2 * t_upper_tail(abs(self.theta / self.se), np.inf)) if self.se > 0 else np.nan,
             tau2=self.tau2, pi_low=pi[0], pi_high=pi[1], n_trials=k,
             n_participants=self.n_participants, converged=self.converged,
         )

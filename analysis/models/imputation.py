@@ -36,6 +36,11 @@ from scipy import special
 
 from analysis.models.pertrial import group_indicator
 
+# a predictor whose within-trial sum of squares not explained by the earlier predictors is
+# below this fraction of the largest predictor's is aliased (up to the rounding of the
+# cross-products) and left out of a linear imputation model
+COLLINEAR = 1e-9
+
 __all__ = ["rubin", "impute_once", "ChainedImputer", "TrialRegression", "linear_trial_regression",
            "logistic_trial_regression"]
 
@@ -77,6 +82,7 @@ class TrialRegression:
     of beta (``beta_cov``), the intercepts' variances given beta (``alpha_cond_var``) and
     their regression on beta (``lever``: E[alpha | beta] = alpha + lever (beta - beta_hat)).
     ``alpha_var`` is each intercept's marginal variance (the diagonal of the full inverse).
+    ``rss`` and ``dof``: a linear model's residual sum of squares and its degrees of freedom.
     """
 
     alpha: np.ndarray
@@ -86,6 +92,8 @@ class TrialRegression:
     lever: np.ndarray
     rss: float = np.nan
     dof: int = 0
+    centre: np.ndarray = None  # the predictors enter as (z - centre) / scale (None: as given)
+    scale: np.ndarray = None
 
     @property
     def alpha_var(self):
@@ -99,27 +107,45 @@ class TrialRegression:
         return self.alpha + self.lever @ (beta - self.beta) + noise, beta
 
 
-def linear_trial_regression(codes, k, z, y, indicator=None) -> TrialRegression:
+def linear_trial_regression(codes, k, z, y, indicator=None, standardise=False) -> TrialRegression:
     """Least squares with a fixed intercept per trial by within-trial demeaning
     (Frisch-Waugh-Lovell): beta from the demeaned data, alpha_i = ybar_i - zbar_i' beta.
     The same numbers as a regression on k trial indicators (tested), in O(n p^2) time and
-    O(n p) memory rather than O(n (k + p)^2) and O(n (k + p)). ``indicator``: the rows'
-    trial indicator (``group_indicator(codes, k)``) when the caller keeps it."""
+    O(n p) memory rather than O(n (k + p)^2) and O(n (k + p)).
+
+    Everything comes from cross-products of the rows (z'z, z'y, y'y and the trials' sums),
+    with the trials' means taken out afterwards (sum of squares within trials = total minus
+    n_i zbar_i zbar_i'), so the demeaned n x p matrix is never formed. ``standardise``: fit on
+    the predictors centred and scaled to SD 1 (``centre``, ``scale`` of the result), also
+    from the cross-products. Aliased predictors (``_aliased``) get a coefficient of 0 and no
+    variance, as in R's lm. ``indicator``: the
+    rows' trial indicator (``group_indicator(codes, k)``) when the caller keeps it."""
+    n, p = z.shape
     n_i = np.bincount(codes, minlength=k).astype(float)
     indicator = group_indicator(codes, k) if indicator is None else indicator
-    zbar = (indicator @ z) / n_i[:, None]
-    ybar = np.bincount(codes, weights=y, minlength=k) / n_i
-    zt, yt = z - zbar[codes], y - ybar[codes]
-    # normal equations (the predictors are standardised, so the p x p system is well
-    # conditioned; pinv handles exact collinearity): a tenth of the cost of lstsq's SVD
-    gram = zt.T @ zt
-    gram_inv = np.linalg.pinv(gram)
-    rank = np.linalg.matrix_rank(gram, hermitian=True) if z.shape[1] else 0  # eigenvalues: cheaper than an SVD
-    beta = gram_inv @ (zt.T @ yt)
-    resid = yt - zt @ beta
-    return TrialRegression(alpha=ybar - zbar @ beta, beta=beta, beta_cov=gram_inv,
-                           alpha_cond_var=1 / n_i, lever=-zbar, rss=float(resid @ resid),
-                           dof=max(len(y) - k - int(rank), 1))
+    z_sums, y_sums = indicator @ z, np.bincount(codes, weights=y, minlength=k)
+    zbar, ybar = z_sums / n_i[:, None], y_sums / n_i
+    zz = z.T @ z
+    centre, scale = np.zeros(p), np.ones(p)
+    if standardise:
+        centre = z_sums.sum(axis=0) / n
+        var = np.diag(zz) / n - centre * centre
+        constant = _constant(centre, var)
+        scale = np.sqrt(np.where(constant, 1.0, var))
+    gram = (zz - z_sums.T @ zbar) / np.outer(scale, scale)  # within-trial sums of squares and products
+    zy = (z.T @ y - z_sums.T @ ybar) / scale
+    if standardise:  # what is left of a constant column is rounding
+        gram[constant], gram[:, constant], zy[constant] = 0.0, 0.0, 0.0
+    yy = float(y @ y - y_sums @ ybar)
+    kept = ~_aliased(gram)
+    gram_inv = np.zeros((p, p))
+    gram_inv[np.ix_(kept, kept)] = np.linalg.inv(gram[np.ix_(kept, kept)])
+    rank = int(kept.sum())
+    beta = gram_inv @ zy
+    zbar_std = (zbar - centre) / scale
+    return TrialRegression(alpha=ybar - zbar_std @ beta, beta=beta, beta_cov=gram_inv, alpha_cond_var=1 / n_i,
+                           lever=-zbar_std, rss=max(yy - float(zy @ beta), 0.0), dof=max(n - k - rank, 1),
+                           centre=centre, scale=scale)
 
 
 def logistic_trial_regression(codes, k, z, y, ridge=1e-4, iters=50, start=None, indicator=None) -> TrialRegression:
@@ -155,18 +181,63 @@ def logistic_trial_regression(codes, k, z, y, ridge=1e-4, iters=50, start=None, 
         step_a = (g_a - c @ step_b) / d
         alpha, beta = alpha + step_a, beta + step_b
         if max(np.max(np.abs(step_a)), np.max(np.abs(step_b), initial=0.0)) < 1e-8:
-            break
-    _, _, d, c, b = blocks(alpha, beta)
-    cd = c / d[:, None]
-    return TrialRegression(alpha=alpha, beta=beta, beta_cov=np.linalg.inv(b - c.T @ cd),
-                           alpha_cond_var=1 / d, lever=-cd)
+            break  # the covariance from this step's Hessian: its point is within 1e-8 of the optimum
+    else:
+        _, _, d, c, b = blocks(alpha, beta)
+        cd = c / d[:, None]
+        schur = b - c.T @ cd
+    return TrialRegression(alpha=alpha, beta=beta, beta_cov=np.linalg.inv(schur), alpha_cond_var=1 / d, lever=-cd)
+
+
+def _aliased(gram) -> np.ndarray:
+    """The predictors to leave out, in order as R's lm does (its QR keeps the columns' order
+    and moves an aliased one to the end): those whose sum of squares not explained by the
+    earlier kept ones is below ``COLLINEAR`` of the largest predictor's. That residual sum of
+    squares is the square of the Cholesky factor's diagonal, so one factorisation settles the
+    usual case of none; otherwise the columns are checked one at a time."""
+    p = len(gram)
+    if p == 0:
+        return np.zeros(0, bool)
+    floor = COLLINEAR * max(float(np.max(np.diag(gram))), 0.0)
+    try:
+        if np.all(np.diag(np.linalg.cholesky(gram)) ** 2 > floor):
+            return np.zeros(p, bool)
+    except np.linalg.LinAlgError:
+        pass
+    kept: list[int] = []
+    for j in range(p):
+        g = gram[j, kept]
+        left = gram[j, j] - (g @ np.linalg.solve(gram[np.ix_(kept, kept)], g) if kept else 0.0)
+        if left > floor:
+            kept.append(j)
+    aliased = np.ones(p, bool)
+    aliased[kept] = False
+    return aliased
+
+
+def _constant(mean, var):
+    """Columns constant up to rounding: a variance below 1e-10 of the squared mean (an SD of
+    1e-5 of the mean). Scaling such a column to SD 1 would turn its rounding into a predictor
+    whose coefficient, and so the imputed values, depend on the last digits of the data."""
+    return var <= 1e-10 * mean * mean
 
 
 def _draw_normal(rng, mean, cov):
-    """A multivariate normal draw; eigenvalues clipped at 0 so that a rank-deficient
-    covariance (collinear predictors) draws in the identified directions only."""
-    evals, evecs = np.linalg.eigh((cov + cov.T) / 2)
-    return mean + evecs @ (np.sqrt(np.clip(evals, 0, None)) * rng.standard_normal(len(mean)))
+    """A multivariate normal draw, mean + L e with L the Cholesky factor of ``cov``: L changes
+    smoothly with the covariance, so a change in rounding moves the draw by as little (an
+    eigendecomposition's vectors can rotate by much more). Rows of zeros (an aliased
+    predictor) draw nothing; a covariance that is not positive definite otherwise (not made
+    here) draws from its eigendecomposition, eigenvalues clipped at 0."""
+    cov = (cov + cov.T) / 2
+    e = rng.standard_normal(len(mean))
+    active = np.diag(cov) > 0
+    try:
+        out = mean.copy()
+        out[active] += np.linalg.cholesky(cov[np.ix_(active, active)]) @ e[active]
+        return out
+    except np.linalg.LinAlgError:
+        evals, evecs = np.linalg.eigh(cov)
+        return mean + evecs @ (np.sqrt(np.clip(evals, 0, None)) * e)
 
 
 def _draw_unmeasured_intercepts(alpha, alpha_var, n_unmeasured, rng):
@@ -202,32 +273,33 @@ class _VariableModel:
 
 def _impute_variable(zo, zm, y, model: _VariableModel, rng, binary, bounds, start=None):
     """New values of ``y`` where ``model.miss``, from the predictors at the observed rows
-    (``zo``) and at the missing rows (``zm``; both standardised here, in place). ``binary``: a 0/1
-    variable (logistic model), otherwise linear with values clipped to ``bounds``. Returns
-    the values and the fitted regression."""
-    # predictors standardised on the observed rows (conditioning, and a scale-free ridge); the
-    # standard deviation from the centred rows as numpy's std computes it (the same numbers,
-    # one pass fewer)
-    mu = zo.mean(axis=0)
-    zo -= mu
-    sd = np.sqrt(np.add.reduce(zo * zo, axis=0) / len(zo))
-    sd[sd == 0] = 1.0
-    zo /= sd
-    zm -= mu
-    zm /= sd
+    (``zo``) and at the missing rows (``zm``). ``binary``: a 0/1 variable (logistic model),
+    otherwise linear with values clipped to ``bounds``. The predictors enter standardised on
+    the observed rows (conditioning, and a scale-free ridge): the logistic model standardises
+    ``zo`` in place, the linear one from cross-products. Returns the values and the fitted
+    regression."""
     yo = y[model.observed]
     if binary:
+        mu = zo.mean(axis=0)
+        zo -= mu
+        var = np.einsum("ij,ij->j", zo, zo) / len(zo)
+        constant = _constant(mu, var)
+        zo[:, constant] = 0.0  # what centring left of a constant column is rounding
+        sd = np.sqrt(np.where(constant, 1.0, var))
+        zo /= sd
         reg = logistic_trial_regression(model.codes_obs, model.k, zo, yo, start=start, indicator=model.indicator)
         scale = 1.0
     else:
-        reg = linear_trial_regression(model.codes_obs, model.k, zo, yo, indicator=model.indicator)
+        reg = linear_trial_regression(model.codes_obs, model.k, zo, yo, indicator=model.indicator, standardise=True)
+        mu, sd = reg.centre, reg.scale
         scale = reg.rss / rng.chisquare(reg.dof)  # sigma^2 drawn from its posterior
     alpha, beta = reg.draw(rng, scale)
     intercept = np.where(model.unmeasured_rows, 0.0, alpha[model.renumbered_miss])
     if len(model.unmeasured):
         drawn = _draw_unmeasured_intercepts(reg.alpha, scale * reg.alpha_var, len(model.unmeasured), rng)
         intercept[model.unmeasured_rows] = drawn[model.unmeasured_inverse]
-    lin = intercept + zm @ beta
+    slopes = beta / sd  # on the predictors as given
+    lin = intercept - mu @ slopes + zm @ slopes
     if binary:
         values = rng.binomial(1, special.expit(lin)).astype(float)
     else:

@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize
+
+from analysis.models.distributions import t_quantile, t_upper_tail
 
 __all__ = ["MetaResult", "pool", "TAU2_METHODS"]
 
@@ -136,9 +138,9 @@ def pool(
         df = float(k - 1)
     else:
         df = float("inf")
-    crit = stats.t.ppf(1 - alpha / 2, df) if np.isfinite(df) else stats.norm.ppf(1 - alpha / 2)
+    crit = t_quantile(1 - alpha / 2, df)
     stat = mu / se if se > 0 else np.nan
-    p = float(2 * (stats.t.sf(abs(stat), df) if np.isfinite(df) else stats.norm.sf(abs(stat))))
+    p = float(2 * t_upper_tail(abs(stat), df))
 
     # Typical within-trial variance and I^2/H^2 as in metafor (Higgins and Thompson 2002).
     if k > 1:
@@ -149,9 +151,9 @@ def pool(
         i2, h2 = np.nan, np.nan
 
     if pi_df == "normal":
-        pcrit = stats.norm.ppf(1 - alpha / 2)
+        pcrit = t_quantile(1 - alpha / 2, np.inf)
     elif pi_df == "k-2":
-        pcrit = stats.t.ppf(1 - alpha / 2, k - 2) if k > 2 else np.nan
+        pcrit = t_quantile(1 - alpha / 2, k - 2) if k > 2 else np.nan
     else:
         raise ValueError("pi_df must be 'k-2' or 'normal'")
     half_pi = pcrit * np.sqrt(tau2 + se**2)

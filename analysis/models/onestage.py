@@ -26,8 +26,9 @@ import functools
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize
 
+from analysis.models.distributions import t_quantile, t_upper_tail
 from analysis.models.pertrial import trial_codes
 
 __all__ = [
@@ -439,12 +440,12 @@ class OneStageFit:
         """Estimate, SE, t-based CI and p (df = inf for z), tau^2 and the prediction interval."""
         j = self._index(term)
         est, se, df = float(self.coef[j]), self.se(j), float(self.df[j])
-        crit = stats.t.ppf(0.5 + level / 2, df) if np.isfinite(df) else stats.norm.ppf(0.5 + level / 2)
+        crit = t_quantile(0.5 + level / 2, df)
         tstat = est / se if se > 0 else np.nan
-        p = 2 * (stats.t.sf(abs(tstat), df) if np.isfinite(df) else stats.norm.sf(abs(tstat)))
+        p = 2 * t_upper_tail(abs(tstat), df)
         k = self.n_trials
         if j == 0 and k > 2 and np.isfinite(self.tau2):
-            half = stats.t.ppf(0.5 + level / 2, k - 2) * np.sqrt(self.tau2 + se**2)
+            half = t_quantile(0.5 + level / 2, k - 2) * np.sqrt(self.tau2 + se**2)
             pi = (est - half, est + half)
         else:
             pi = (np.nan, np.nan)

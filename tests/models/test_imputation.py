@@ -121,9 +121,9 @@ def test_imputation_fills_only_missing_values_and_respects_ranges(demo_run):
 
 
 def test_one_set_up_drawn_m_times_equals_a_fresh_set_up_per_draw(demo_run):
-    """multiple_imputation sets the chained equations up once and draws m times from one
-    random stream: a draw must not leave anything behind in the set-up (source of truth: a
-    new ChainedImputer per draw on the same stream, value for value)."""
+    """imputed_fits sets the chained equations up once and draws from it once per imputation:
+    a draw must not leave anything behind in the set-up (source of truth: a new
+    ChainedImputer per draw on the same stream, value for value)."""
     p = demo_run.tables["participants"]
     d = p[p.comparison.isin(["exercise", "none_usual_care"])].assign(pain=50.0, function=40.0)
     covs = ["bmi", "heavy_work", "medication"]
@@ -135,3 +135,82 @@ def test_one_set_up_drawn_m_times_equals_a_fresh_set_up_per_draw(demo_run):
         for v in shared.variables:
             np.testing.assert_array_equal(once[v], fresh[v])
     assert np.isnan(shared.data[:, shared.col["bmi"]]).any()  # the set-up still holds the missing values
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_linear_trial_regression_standardised_from_cross_products(seed):
+    """``standardise=True`` fits on (z - mean) / SD without forming that matrix. Second
+    implementation: the same regression on the explicitly standardised matrix (numpy's mean
+    and std). The cross-products lose a few digits to cancellation (columns with a mean of
+    50 and an SD of 10, as age and pain scores have): tolerance 1e-9."""
+    codes, z, lin, rng, _ = _trial_data(seed)
+    z = 50 + 10 * z
+    y = lin + rng.normal(size=len(lin))
+    reg = linear_trial_regression(codes, 7, z, y, standardise=True)
+    explicit = linear_trial_regression(codes, 7, (z - z.mean(axis=0)) / z.std(axis=0), y)
+    np.testing.assert_allclose(reg.centre, z.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(reg.scale, z.std(axis=0), rtol=1e-9)
+    for name in ("alpha", "beta", "beta_cov", "lever", "alpha_var"):
+        np.testing.assert_allclose(getattr(reg, name), getattr(explicit, name), rtol=1e-9, atol=1e-12, err_msg=name)
+    assert reg.rss == pytest.approx(explicit.rss, rel=1e-9) and reg.dof == explicit.dof
+
+
+def test_linear_trial_regression_drops_collinear_columns():
+    """A constant column, and one constant within every trial, carry no information beyond
+    the trial intercepts: both are collinear (residual degrees of freedom count them out),
+    and the fit and its draws equal those without them (source of truth: the regression on
+    the other columns; tolerance 1e-9 as above)."""
+    codes, z, lin, rng, _ = _trial_data(3)
+    y = lin + rng.normal(size=len(lin))
+    z_bad = np.column_stack([z, np.full(len(z), 7.0), (codes * 1.5)[:, None] + 3.0])
+    reg = linear_trial_regression(codes, 7, z_bad, y, standardise=True)
+    good = linear_trial_regression(codes, 7, z, y, standardise=True)
+    assert reg.dof == good.dof
+    np.testing.assert_allclose(reg.beta[:3], good.beta, rtol=1e-9)
+    np.testing.assert_allclose(reg.beta[3:], 0.0, atol=1e-9)
+    np.testing.assert_allclose(reg.rss, good.rss, rtol=1e-9)
+    np.testing.assert_allclose(reg.beta_cov[3:, 3:], 0.0, atol=1e-9)  # so nothing is drawn in those directions
+
+
+def test_draws_move_with_rounding_no_more_than_the_covariance():
+    """A draw must not jump when the covariance changes in its last digits (a different
+    BLAS, another summation order): with two equal eigenvalues an eigendecomposition's
+    vectors can rotate by anything, so this failed with the draws of an earlier version;
+    the Cholesky factor moves by about the change. Source of truth: the perturbation bound
+    of the Cholesky factor (a relative change of 1e-13 moves it by about 1e-13)."""
+    from analysis.models.imputation import _draw_normal
+
+    cov = np.diag([2.0, 2.0, 1.0])
+    cov[0, 1] = cov[1, 0] = 1e-14
+    nudged = cov.copy()
+    nudged[0, 1] = nudged[1, 0] = -1e-14
+    a = _draw_normal(np.random.default_rng(1), np.zeros(3), cov)
+    b = _draw_normal(np.random.default_rng(1), np.zeros(3), nudged)
+    np.testing.assert_allclose(a, b, atol=1e-12)
+    singular = np.ones((2, 2))  # rank 1: draws along (1, 1) only
+    d = _draw_normal(np.random.default_rng(2), np.zeros(2), singular)
+    assert d[0] == pytest.approx(d[1], rel=1e-12)
+
+
+def test_imputations_do_not_depend_on_the_last_digits_of_the_data(demo_run):
+    """Data written to CSV and read back (or summed in another order) differ in their last
+    digits. The imputations must not: here age is constant up to such rounding, which an
+    earlier version scaled up into a predictor, so the draws went their own way (0.9 in a
+    standardised slope on this data, then whole different imputations). Source of truth:
+    the same draw on the unrounded data; the imputed values may differ by rounding carried
+    through the chain (tolerance 1e-8 on 0-100 scales), the binary ones not at all."""
+    from analysis.analyses.sensitivity import _mi_sample
+
+    p, o = demo_run.tables["participants"], demo_run.tables["outcomes"]
+    d = _mi_sample(p.assign(age=44.1), o, "none_usual_care")
+    noise = np.random.default_rng(0).standard_normal((len(d), 3)) * 1e-15
+    nudged = d.assign(age=d.age * (1 + noise[:, 0]), pain_bl=d.pain_bl * (1 + noise[:, 1]),
+                      function_bl=d.function_bl * (1 + noise[:, 2]))
+    covs = ["age", "bmi", "heavy_work", "medication"]
+    kw = dict(binary=BINARY_COVARIATES, ranges=IMPUTED_RANGES)
+    a = ChainedImputer(d, covs, **kw).draw(np.random.default_rng(3))
+    b = ChainedImputer(nudged, covs, **kw).draw(np.random.default_rng(3))
+    for v in ("bmi", "pain", "function"):
+        np.testing.assert_allclose(a[v], b[v], atol=1e-8, err_msg=v)
+    for v in ("heavy_work", "medication"):
+        np.testing.assert_array_equal(a[v], b[v], err_msg=v)

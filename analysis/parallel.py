@@ -1,0 +1,37 @@
+"""Independent, deterministic tasks run side by side in forked processes (harmonising the
+trials, fitting the analyses). A forked worker inherits the parent's data, so nothing large is
+pickled on the way in; where the system cannot fork, the tasks run here, one after another,
+with the same results."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+__all__ = ["default_jobs", "run_tasks"]
+
+
+def default_jobs() -> int:
+    """All the cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def run_tasks(tasks, jobs: int, done=None) -> list:
+    """Each task's result (``tasks``: (function, args) pairs), in the order of ``tasks``, run in
+    this process or in ``jobs`` forked processes. ``done(i)`` is called as task i finishes. An
+    exception raised by a task is raised here, that of the first such task in order."""
+    if jobs <= 1 or len(tasks) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        results = []
+        for i, (fn, args) in enumerate(tasks):
+            results.append(fn(*args))
+            if done:
+                done(i)
+        return results
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
+        futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(tasks)}
+        if done:
+            for future in as_completed(futures):
+                done(futures[future])
+        return [future.result() for future in futures]
