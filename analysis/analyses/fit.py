@@ -26,7 +26,7 @@ from analysis.parallel import run_tasks
 from analysis.paths import Paths
 from analysis.provenance import write_provenance
 from analysis.settings import COMPARISONS
-from analysis.timing import log_stage
+from analysis.timing import log_stage, log_task
 
 __all__ = ["load_derived", "fit_all"]
 
@@ -134,12 +134,14 @@ def fit_all(paths: Paths, progress=None, seed=None, imputations: int = 20, jobs:
     in_order = participants.sort_values(["trial_id", "participant_id"], kind="stable", ignore_index=True)
     _SHARED.update(participants=in_order, outcomes=outcomes, visits=read_csv(paths.derived_file("visits")),
                    trials=read_csv(paths.derived_file("trials")))
+    tasks = _tasks(imputations)
     try:
-        results = _run(_tasks(imputations), jobs, progress)
+        results = _run(tasks, jobs, progress)
     finally:
         _SHARED.clear()
     seconds: dict = {}
-    for r in results:
+    for (fn, args), r in zip(tasks, results):
+        log_task(f"{fn.__name__.strip('_')}{args}", sum(r["seconds"].values()))
         for stage, s in r["seconds"].items():
             seconds[stage] = seconds.get(stage, 0.0) + s
     for stage in ("overall effects", "modifiers", "sensitivity"):

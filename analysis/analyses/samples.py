@@ -34,11 +34,18 @@ def comparison_participants(participants: pd.DataFrame, comparison: str) -> pd.D
     return participants[keep]
 
 
+KEY = ["trial_id", "participant_id"]
+
+
 def window_frame(participants, outcomes, window) -> pd.DataFrame:
     """Participants joined with their outcomes at one window (one merge, reused by every
-    comparison and outcome at that window)."""
-    o = outcomes[outcomes.window == window][["trial_id", "participant_id", "pain", "function", "recovered"]]
-    return participants.merge(o, on=["trial_id", "participant_id"], how="inner", validate="one_to_one")
+    comparison and outcome at that window). Each side must name a participant once: checked
+    with ``duplicated``, at under half the cost of the merge's own ``validate``."""
+    o = outcomes[outcomes.window == window][KEY + ["pain", "function", "recovered"]]
+    for frame, what in ((participants, "participants"), (o, f"outcomes at the {window} window")):
+        if frame.duplicated(KEY).any():
+            raise ValueError(f"{what}: a participant (trial_id, participant_id) appears more than once")
+    return participants.merge(o, on=KEY, how="inner")
 
 
 def sample_from_frame(frame, comparison, outcome, covariate=None) -> pd.DataFrame:
