@@ -9,7 +9,8 @@ model by REML from per-trial statistics, Satterthwaite df), ``glmm.fit_mixed_log
 (adaptive Gauss-Hermite ML), ``meta.pool`` (two-stage random-effects pooling),
 ``pertrial.per_trial_logistic`` (a logistic regression in every trial at once) and
 ``imputation.ChainedImputer`` / ``imputation.impute_once`` / ``imputation.rubin`` (multiple
-imputation within trials: set up once, drawn m times).
+imputation within trials: set up once, drawn m times), and ``distributions`` (t, normal and
+chi-squared quantiles and upper tails for intervals and tests).
 """
 
-__all__ = ["onestage", "glmm", "meta", "pertrial", "imputation"]
+__all__ = ["onestage", "glmm", "meta", "pertrial", "imputation", "distributions"]

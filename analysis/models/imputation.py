@@ -118,8 +118,8 @@ def linear_trial_regression(codes, k, z, y, indicator=None, standardise=False) -
     n_i zbar_i zbar_i'), so the demeaned n x p matrix is never formed. ``standardise``: fit on
     the predictors centred and scaled to SD 1 (``centre``, ``scale`` of the result), also
     from the cross-products. Aliased predictors (``_aliased``) get a coefficient of 0 and no
-    variance, as in R's lm. ``indicator``: the
-    rows' trial indicator (``group_indicator(codes, k)``) when the caller keeps it."""
+    variance, as in R's lm. ``indicator``: the rows' trial indicator
+    (``group_indicator(codes, k)``) when the caller keeps it."""
     n, p = z.shape
     n_i = np.bincount(codes, minlength=k).astype(float)
     indicator = group_indicator(codes, k) if indicator is None else indicator
