@@ -31,6 +31,28 @@ def test_interrupted_write_leaves_the_old_file_intact(tmp_path):
     assert target.read_text() == "old,complete,file\n"
 
 
+def test_write_csv_writes_what_pandas_writes(tmp_path, monkeypatch):
+    """write_csv formats floats itself (pandas does it cell by cell through Python calls).
+    Source of truth: pandas' to_csv with the same float format, byte for byte, on the values
+    that could differ (missing, -0, infinities, tiny, huge, whole numbers, ints, text with a
+    comma, empty text, None), over several chunks and on an empty frame."""
+    from analysis import io
+
+    monkeypatch.setattr(io, "_CHUNK_ROWS", 3)
+    df = pd.DataFrame({
+        "trial_id": ["T1", "T2", "a,b", "", None, "T6", "T7"],
+        "x": [np.nan, -0.0, np.inf, -np.inf, 1e-300, 123456789012.0, 1 / 3],
+        "whole": [1.0, 0.0, 100.0, np.nan, -5.0, 2.5, 1e10],
+        "n": [1, 2, 3, 4, 5, 6, 7],
+        "flag": [True, False, True, False, True, False, True],
+    })
+    for frame in (df, df.iloc[:0], df[["x"]]):
+        io.write_csv(frame, tmp_path / "ours.csv")
+        with open(tmp_path / "pandas.csv", "w", newline="", encoding="utf-8") as fh:
+            frame.to_csv(fh, index=False, float_format=io.FLOAT_FORMAT, lineterminator="\n")
+        assert (tmp_path / "ours.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
+
+
 # ----------------------------------------------------------------------------- staleness, rebuild
 
 

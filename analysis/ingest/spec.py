@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import (
@@ -44,10 +45,12 @@ def code_key(value) -> str:
 
 
 def code_keys(values: pd.Series) -> pd.Series:
-    """code_key for a whole column: normalise each distinct value once, then map."""
-    distinct = pd.unique(values.dropna())
-    mapping = {v: code_key(v) for v in distinct}
-    return values.map(mapping).astype(object).where(values.notna(), None)
+    """code_key for a whole column (None where missing): each distinct value is normalised
+    once and the rows take their value's key by its position (a tenth of the cost of a
+    pandas map, which mattered at two hundred coded columns)."""
+    codes, distinct = pd.factorize(values)  # missing values get code -1: the None at the end
+    keys = np.array([code_key(v) for v in distinct] + [None], dtype=object)
+    return pd.Series(keys[codes], index=values.index, dtype=object)
 
 
 class _Model(BaseModel):
