@@ -60,8 +60,8 @@ def _overall_and_sensitivity():
 def _imputations(comparison: str, draws: range):
     """Some of one comparison's imputations, each from its own random stream."""
     with _clock() as seconds:
-        fits = imputed_fits(_SHARED["participants"], _SHARED["outcomes"], comparison, draws)
-    return {"imputed": (comparison, draws, fits), "seconds": {"sensitivity": seconds()}}
+        part = imputed_fits(_SHARED["participants"], _SHARED["outcomes"], comparison, draws)
+    return {"imputed": part, "seconds": {"sensitivity": seconds()}}
 
 
 def _modifiers(comparison: str, outcome: str):
@@ -93,18 +93,12 @@ def _tasks(imputations: int) -> list:
     return tasks
 
 
-def _pooled_imputations(results, participants, outcomes, imputations: int) -> list[dict]:
-    """The multiple-imputation rows from the imputation tasks' fits, each comparison's
-    imputations put back in order of their number."""
+def _pooled_imputations(results, imputations: int) -> list[dict]:
+    """The multiple-imputation rows from the imputation tasks' fits."""
     rows = []
     for comparison in MI_COMPARISONS:
-        parts = sorted((r["imputed"] for r in results if "imputed" in r and r["imputed"][0] == comparison),
-                       key=lambda part: part[1].start)
-        collected: dict = {}
-        for _, _, fits in parts:
-            for key, values in fits.items():
-                collected.setdefault(key, []).extend(values)
-        rows += pooled_imputation_rows(participants, outcomes, comparison, collected, imputations)
+        parts = [r["imputed"] for r in results if "imputed" in r and r["imputed"].comparison == comparison]
+        rows += pooled_imputation_rows(parts, imputations)
     return rows
 
 
@@ -147,7 +141,7 @@ def fit_all(paths: Paths, progress=None, seed=None, imputations: int = 20, jobs:
     for stage in ("overall effects", "modifiers", "sensitivity"):
         log_stage(stage, seconds[stage])
     main = next(r for r in results if "estimates" in r)
-    imputed = _pooled_imputations(results, in_order, outcomes, imputations)
+    imputed = _pooled_imputations(results, imputations)
     est, effects = main["estimates"], main["trial_effects"]
     sens = pd.concat([main["sensitivity"], pd.DataFrame(imputed, columns=SENSITIVITY_COLUMNS)], ignore_index=True)
     mods, curves = modifier_tables([r["modifiers"] for r in results if "modifiers" in r])

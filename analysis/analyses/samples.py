@@ -65,7 +65,7 @@ def complete_cases(d, outcome, covariate=None) -> pd.DataFrame:
     """The participants of ``d`` (one comparison's, at one window) complete on the outcome,
     its baseline(s) and the covariate, sorted by trial and participant."""
     d = d.dropna(subset=needed_columns(outcome, covariate))
-    return d.sort_values(["trial_id", "participant_id"], kind="stable").reset_index(drop=True)
+    return d.sort_values(KEY, kind="stable").reset_index(drop=True)
 
 
 def outcome_sample(participants, outcomes, comparison, outcome, window, covariate=None) -> pd.DataFrame:

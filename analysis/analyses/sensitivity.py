@@ -7,6 +7,8 @@ low_risk_of_bias, window_average, recovery_improvement, multiple_imputation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -39,7 +41,7 @@ from analysis.settings import (
 )
 
 __all__ = ["SENSITIVITY_COLUMNS", "sensitivity_estimates", "two_stage_rows", "leave_one_out", "influence_summary",
-           "window_average_outcomes", "improvement_recovery", "multiple_imputation", "imputed_fits",
+           "window_average_outcomes", "improvement_recovery", "multiple_imputation", "ImputedFits", "imputed_fits",
            "pooled_imputation_rows", "imputation_stream", "MI_COMPARISONS", "PRIMARY",
            "leave_out_rows"]
 
@@ -159,12 +161,24 @@ def imputation_stream(seed: int, comparison: str, draw: int) -> np.random.Genera
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
+@dataclass
+class ImputedFits:
+    """The completed-data fits of some imputations (``draws``: their numbers, 0 to m - 1) of
+    one comparison: ``fits`` maps (outcome, term) to [(estimate, variance, df, tau2, n_trials,
+    n_participants) for each imputation, in the order of ``draws``] (term ``exercise`` for the
+    overall effect, ``exercise:<covariate>`` for each measured covariate's within-trial
+    interaction); ``n_participants``: the comparison's multiple-imputation sample."""
+
+    comparison: str
+    draws: range
+    n_participants: int
+    fits: dict
+
+
 def imputed_fits(participants, outcomes, comparison, draws, seed=2020, covariates=COVARIATES,
-                 window="short") -> dict:
-    """The completed-data fits of imputations ``draws`` (their numbers, 0 to m - 1) of one
-    comparison: {(outcome, term): [(estimate, variance, df, tau2, n_trials, n_participants)
-    for each imputation, in the order of ``draws``]} (term ``exercise`` for the overall
-    effect, ``exercise:<covariate>`` for each measured covariate's within-trial interaction)."""
+                 window="short") -> ImputedFits:
+    """Imputations ``draws`` of one comparison, each from its own stream, and the fits on
+    each completed data set."""
     base = _mi_sample(participants, outcomes, comparison, window)
     measured = [c for c in covariates if base[c].notna().any()]
     trial = base.trial_id.to_numpy()
@@ -180,14 +194,20 @@ def imputed_fits(participants, outcomes, comparison, draws, seed=2020, covariate
                 fm = fit_reml(continuous_design(d.centred_on(cov), outcome, cov))
                 collected.setdefault((outcome, f"exercise:{cov}"), []).append(
                     (fm.coef[1], fm.cov[1, 1], fm.df[1], fm.tau2, fm.n_trials, fm.n_participants))
-    return collected
+    return ImputedFits(comparison, draws, len(base), collected)
 
 
-def pooled_imputation_rows(participants, outcomes, comparison, collected: dict, m: int, covariates=COVARIATES,
-                           window="short") -> list[dict]:
+def pooled_imputation_rows(parts: list[ImputedFits], m: int, covariates=COVARIATES, window="short") -> list[dict]:
     """Rubin's rules (Barnard-Rubin df, fraction of missing information) over the m
-    imputations' fits (``imputed_fits`` of draws 0 to m - 1), and an empty row with the reason
-    for each covariate no trial of the comparison measured."""
+    imputations of one comparison (``parts``: its ``imputed_fits``, in any order, together
+    draws 0 to m - 1), and an empty row with the reason for each covariate no trial of the
+    comparison measured (it has no fits)."""
+    parts = sorted(parts, key=lambda part: part.draws.start)
+    comparison, n_participants = parts[0].comparison, parts[0].n_participants
+    collected: dict = {}
+    for part in parts:
+        for key, values in part.fits.items():
+            collected.setdefault(key, []).extend(values)
     method = (f"one-stage LMM, REML, {m} imputations (chained equations within trials), Rubin's rules, "
               "Barnard-Rubin df")
     rows = []
@@ -203,14 +223,13 @@ def pooled_imputation_rows(participants, outcomes, comparison, collected: dict, 
                          f"fraction of missing information {pooled['fmi']:.2f}")
         row["fmi"] = pooled["fmi"]
         rows.append(row)
-    base = _mi_sample(participants, outcomes, comparison, window)
     for outcome in ("pain", "function"):
         for cov in covariates:
-            if base[cov].notna().any():
+            if (outcome, f"exercise:{cov}") in collected:
                 continue
             rows.append(empty_row("multiple_imputation", comparison, outcome, window, f"exercise:{cov}", "md",
                                   method, f"not estimable: no trial of this comparison measured {cov}, "
-                                  "so there is nothing to impute it from", n_participants=len(base)))
+                                  "so there is nothing to impute it from", n_participants=n_participants))
     return rows
 
 
@@ -222,8 +241,8 @@ def multiple_imputation(participants, outcomes, m=20, seed=2020, comparisons=MI_
     spreads them over processes (``fit_all``) gives the same rows."""
     rows = []
     for comparison in comparisons:
-        collected = imputed_fits(participants, outcomes, comparison, range(m), seed, covariates, window)
-        rows += pooled_imputation_rows(participants, outcomes, comparison, collected, m, covariates, window)
+        part = imputed_fits(participants, outcomes, comparison, range(m), seed, covariates, window)
+        rows += pooled_imputation_rows([part], m, covariates, window)
     return rows
 
 

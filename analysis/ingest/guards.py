@@ -54,8 +54,6 @@ def cross_trial_problems(specs: list[TrialSpec], results: list | None = None) ->
     return problems
 
 
-
-
 def _shared_participants(results) -> list[str]:
     """Pairs of trials holding the same participants: the same identifier with the same
     baseline pain and function (to 6 decimals). Found with pandas over every trial at once

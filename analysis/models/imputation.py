@@ -129,9 +129,7 @@ def linear_trial_regression(codes, k, z, y, indicator=None, standardise=False) -
     centre, scale = np.zeros(p), np.ones(p)
     if standardise:
         centre = z_sums.sum(axis=0) / n
-        var = np.diag(zz) / n - centre * centre
-        constant = _constant(centre, var)
-        scale = np.sqrt(np.where(constant, 1.0, var))
+        constant, scale = _standard_deviations(centre, np.diag(zz) / n - centre * centre)
     gram = (zz - z_sums.T @ zbar) / np.outer(scale, scale)  # within-trial sums of squares and products
     zy = (z.T @ y - z_sums.T @ ybar) / scale
     if standardise:  # what is left of a constant column is rounding
@@ -215,11 +213,13 @@ def _aliased(gram) -> np.ndarray:
     return aliased
 
 
-def _constant(mean, var):
-    """Columns constant up to rounding: a variance below 1e-10 of the squared mean (an SD of
-    1e-5 of the mean). Scaling such a column to SD 1 would turn its rounding into a predictor
-    whose coefficient, and so the imputed values, depend on the last digits of the data."""
-    return var <= 1e-10 * mean * mean
+def _standard_deviations(mean, var):
+    """The columns constant up to rounding (a variance below 1e-10 of the squared mean: an SD
+    of 1e-5 of the mean), and the SDs that standardise the columns, 1 for a constant one.
+    Scaling such a column to SD 1 would turn its rounding into a predictor whose coefficient,
+    and so the imputed values, depend on the last digits of the data."""
+    constant = var <= 1e-10 * mean * mean
+    return constant, np.sqrt(np.where(constant, 1.0, var))
 
 
 def _draw_normal(rng, mean, cov):
@@ -282,10 +282,8 @@ def _impute_variable(zo, zm, y, model: _VariableModel, rng, binary, bounds, star
     if binary:
         mu = zo.mean(axis=0)
         zo -= mu
-        var = np.einsum("ij,ij->j", zo, zo) / len(zo)
-        constant = _constant(mu, var)
+        constant, sd = _standard_deviations(mu, np.einsum("ij,ij->j", zo, zo) / len(zo))
         zo[:, constant] = 0.0  # what centring left of a constant column is rounding
-        sd = np.sqrt(np.where(constant, 1.0, var))
         zo /= sd
         reg = logistic_trial_regression(model.codes_obs, model.k, zo, yo, start=start, indicator=model.indicator)
         scale = 1.0
