@@ -202,6 +202,8 @@ def pooled_imputation_rows(parts: list[ImputedFits], m: int, covariates=COVARIAT
     imputations of one comparison (``parts``: its ``imputed_fits``, in any order, together
     draws 0 to m - 1), and an empty row with the reason for each covariate no trial of the
     comparison measured (it has no fits)."""
+    if m < 2 or not parts:
+        raise ValueError("Rubin's rules need at least two imputations")
     parts = sorted(parts, key=lambda part: part.draws.start)
     comparison, n_participants = parts[0].comparison, parts[0].n_participants
     collected: dict = {}
