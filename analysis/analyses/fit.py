@@ -10,7 +10,7 @@ import pandas as pd
 
 from analysis.analyses.descriptives import baseline_aggregates, baseline_summary
 from analysis.analyses.modifiers import availability_matrix, modifier_fits, modifier_tables
-from analysis.analyses.overall import heterogeneity, overall_estimates, trial_effects
+from analysis.analyses.overall import WindowArms, heterogeneity, overall_estimates, trial_effects
 from analysis.analyses.sensitivity import (
     MI_COMPARISONS,
     SENSITIVITY_COLUMNS,
@@ -49,10 +49,13 @@ def _overall_and_sensitivity():
     """Overall effects, each trial's own estimate, heterogeneity and every sensitivity
     analysis except multiple imputation (which is a task of its own)."""
     participants, outcomes, visits, trials = (_SHARED[k] for k in ("participants", "outcomes", "visits", "trials"))
+    windows = WindowArms(participants, outcomes)  # each window joined once for all these analyses
     with _clock() as overall_s:
-        est, effects = overall_estimates(participants, outcomes), trial_effects(participants, outcomes)
+        est = overall_estimates(participants, outcomes, windows=windows)
+        effects = trial_effects(participants, outcomes, windows=windows)
     with _clock() as sensitivity_s:
-        sens = sensitivity_estimates(participants, outcomes, visits, trials, effects=effects, imputed=[])
+        sens = sensitivity_estimates(participants, outcomes, visits, trials, effects=effects, imputed=[],
+                                     windows=windows)
     return {"estimates": est, "trial_effects": effects, "sensitivity": sens,
             "seconds": {"overall effects": overall_s(), "sensitivity": sensitivity_s()}}
 

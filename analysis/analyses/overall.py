@@ -19,7 +19,8 @@ from analysis.settings import AGHQ_NODES, COMPARISONS, WINDOWS
 __all__ = ["continuous_stats", "fit_continuous", "fit_recovery", "recovery_design", "recovery_method", "with_weights",
            "per_trial_effects", "two_stage",
            "RESULT_COLUMNS", "result_row", "empty_row", "continuous_method", "overall_one", "overall_rows",
-           "overall_estimates", "trial_effects", "heterogeneity", "ALL_OVERALL", "TRIAL_EFFECT_COLUMNS"]
+           "overall_estimates", "trial_effects", "heterogeneity", "ALL_OVERALL", "TRIAL_EFFECT_COLUMNS",
+           "WindowArms"]
 
 RESULT_COLUMNS = [
     "analysis", "comparison", "outcome", "window", "term", "scale", "estimate", "se", "ci_low", "ci_high",
@@ -150,23 +151,36 @@ def overall_one(participants, outcomes, comparison, outcome, window, analysis="o
 _SAMPLE_COLUMNS = ("pain", "function", "recovered", "pain_bl", "function_bl")
 
 
-def _window_arms(participants, outcomes, window, comparisons) -> dict:
-    """Each comparison's participants at one window, sorted once for all its analyses (one
-    join of the window, held while its analyses run)."""
-    frame = window_frame(participants, outcomes, window)
-    return {c: Arms(comparison_participants(frame, c), _SAMPLE_COLUMNS) for c in COMPARISONS if c in comparisons}
+class WindowArms:
+    """Each comparison's participants at a window (``Arms``), joined and sorted on first use
+    and kept: the overall analyses, the per-trial estimates and the sensitivity analyses that
+    refit them on the same data (common effect, trial-specific residual variances, leave one
+    out) then join each window once instead of five times (seconds each at a million
+    participants). One per data set; it holds every window it has built."""
+
+    def __init__(self, participants, outcomes):
+        self.participants, self.outcomes = participants, outcomes
+        self._built: dict = {}
+
+    def __call__(self, window) -> dict:
+        if window not in self._built:
+            frame = window_frame(self.participants, self.outcomes, window)
+            self._built[window] = {c: Arms(comparison_participants(frame, c), _SAMPLE_COLUMNS) for c in COMPARISONS}
+        return self._built[window]
 
 
 ALL_OVERALL = [(c, o, w.name) for c in COMPARISONS for o in ("pain", "function", "recovered") for w in WINDOWS]
 
 
-def overall_rows(participants, outcomes, combinations, progress=None, **options) -> list[dict]:
-    """overall_one for each (comparison, outcome, window), returned in the given order. The
-    fits run window by window, so each window's data are joined once and only one joined
-    window is held at a time (at a million participants a join takes seconds and memory)."""
+def overall_rows(participants, outcomes, combinations, progress=None, windows: WindowArms | None = None,
+                 **options) -> list[dict]:
+    """overall_one for each (comparison, outcome, window), returned in the given order, each
+    window's data joined once (``windows``: the joined windows of these participants and
+    outcomes, when the caller keeps them for other analyses)."""
+    windows = windows or WindowArms(participants, outcomes)
     rows = {}
     for window in dict.fromkeys(w for _, _, w in combinations):
-        arms = _window_arms(participants, outcomes, window, {c for c, _, w in combinations if w == window})
+        arms = windows(window)
         for comparison, outcome, w in combinations:
             if w == window:
                 rows[comparison, outcome, w] = overall_one(participants, outcomes, comparison, outcome, w,
@@ -196,14 +210,15 @@ def _with_arms_and_weights(eff: pd.DataFrame, sample: Sample) -> pd.DataFrame:
     return with_weights(eff)
 
 
-def trial_effects(participants, outcomes, combinations=None) -> pd.DataFrame:
+def trial_effects(participants, outcomes, combinations=None, windows: WindowArms | None = None) -> pd.DataFrame:
     """The first-stage estimate of every trial in every overall analysis, with participants
-    per arm and two-stage weights (forest plots, two-stage sensitivity analyses), one joined
-    window at a time."""
+    per arm and two-stage weights (forest plots, two-stage sensitivity analyses); ``windows``
+    as in ``overall_rows``."""
     combinations = ALL_OVERALL if combinations is None else combinations
+    windows = windows or WindowArms(participants, outcomes)
     frames = []
     for window in dict.fromkeys(w for _, _, w in combinations):
-        arms = _window_arms(participants, outcomes, window, {c for c, _, w in combinations if w == window})
+        arms = windows(window)
         for comparison, outcome, w in combinations:
             if w == window:
                 sample = arms[comparison].complete(outcome)
@@ -230,6 +245,7 @@ def heterogeneity(effects: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["comparison", "outcome", "window", "k", "q", "df_q", "p_q", "i2", "tau2"])
 
 
-def overall_estimates(participants, outcomes, progress=None) -> pd.DataFrame:
+def overall_estimates(participants, outcomes, progress=None, windows: WindowArms | None = None) -> pd.DataFrame:
     """Every overall analysis: three comparisons x three outcomes x three windows."""
-    return pd.DataFrame(overall_rows(participants, outcomes, ALL_OVERALL, progress=progress), columns=RESULT_COLUMNS)
+    return pd.DataFrame(overall_rows(participants, outcomes, ALL_OVERALL, progress=progress, windows=windows),
+                        columns=RESULT_COLUMNS)

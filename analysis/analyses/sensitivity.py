@@ -17,6 +17,7 @@ from analysis.analyses.modifiers import continuous_design
 from analysis.analyses.overall import (
     ALL_OVERALL,
     RESULT_COLUMNS,
+    WindowArms,
     continuous_method,
     continuous_stats,
     empty_row,
@@ -24,7 +25,7 @@ from analysis.analyses.overall import (
     result_row,
     trial_effects,
 )
-from analysis.analyses.samples import comparison_participants, outcome_sample
+from analysis.analyses.samples import comparison_participants
 from analysis.models.distributions import t_quantile, t_upper_tail
 from analysis.models.imputation import ChainedImputer, rubin
 from analysis.models.meta import pool
@@ -80,13 +81,15 @@ def two_stage_rows(effects: pd.DataFrame, methods=("REML", "DL", "PM")) -> list[
     return rows
 
 
-def leave_one_out(participants, outcomes) -> list[dict]:
+def leave_one_out(participants, outcomes, windows: WindowArms | None = None) -> list[dict]:
     """Each primary result refitted without one trial at a time. Removing a trial removes its
     per-trial statistics and nothing else, so each refit uses the statistics of the others
-    (the same numbers as rebuilding the sample without that trial, at a fraction of the cost)."""
+    (the same numbers as rebuilding the sample without that trial, at a fraction of the cost).
+    ``windows``: the joined windows, when the caller keeps them (``overall_rows``)."""
+    windows = windows or WindowArms(participants, outcomes)
     rows = []
     for comparison, outcome, window in PRIMARY:
-        st = continuous_stats(outcome_sample(participants, outcomes, comparison, outcome, window), outcome)
+        st = continuous_stats(windows(window)[comparison].complete(outcome), outcome)
         rows += leave_out_rows(st, comparison, outcome, window)
     return rows
 
@@ -249,12 +252,14 @@ def multiple_imputation(participants, outcomes, m=20, seed=2020, comparisons=MI_
 
 
 def sensitivity_estimates(participants, outcomes, visits, trials, m=20, seed=2020, progress=None,
-                          effects=None, imputed=None) -> pd.DataFrame:
-    """Every sensitivity analysis; ``effects``: the per-trial estimates (``trial_effects``) and
-    ``imputed``: the rows of ``multiple_imputation``, when the caller already has them."""
+                          effects=None, imputed=None, windows: WindowArms | None = None) -> pd.DataFrame:
+    """Every sensitivity analysis; ``effects``: the per-trial estimates (``trial_effects``),
+    ``imputed``: the rows of ``multiple_imputation`` and ``windows``: the joined windows of
+    these participants and outcomes, when the caller already has them."""
     rows = []
+    windows = windows or WindowArms(participants, outcomes)
     if effects is None:
-        effects = trial_effects(participants, outcomes)
+        effects = trial_effects(participants, outcomes, windows=windows)
 
     def step(new):
         rows.extend(new)
@@ -262,10 +267,11 @@ def sensitivity_estimates(participants, outcomes, visits, trials, m=20, seed=202
             progress()
 
     step(two_stage_rows(effects))
-    step(overall_rows(participants, outcomes, ALL_OVERALL, analysis="common_effect", random_effect=False))
+    step(overall_rows(participants, outcomes, ALL_OVERALL, analysis="common_effect", random_effect=False,
+                      windows=windows))
     step(overall_rows(participants, outcomes, [r for r in ALL_OVERALL if r[1] != "recovered"],
-                      analysis="trial_residual_variances", residual="trial"))
-    step(leave_one_out(participants, outcomes))
+                      analysis="trial_residual_variances", residual="trial", windows=windows))
+    step(leave_one_out(participants, outcomes, windows))
     low = set(trials.loc[trials.risk_of_bias == "low", "trial_id"])
     step(overall_rows(participants[participants.trial_id.isin(low)], outcomes[outcomes.trial_id.isin(low)],
                       ALL_OVERALL, analysis="low_risk_of_bias"))

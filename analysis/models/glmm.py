@@ -116,6 +116,15 @@ class _Data:
         self._bounds_t = self._bounds(self.codes[self.treated])
         self._bounds_c = self._bounds(self.codes[self.control])
         self.counts_t = self._bounds_t[1] - self._bounds_t[0]
+        self._node_buffers = ()
+
+    def node_buffers(self, n_nodes):
+        """Four arrays of (treated participants, nodes) for ``_mixture``'s work, made once per
+        fit: allocating them anew at every likelihood evaluation took a fifth of its time."""
+        shape = (len(self.treated_rows), n_nodes)
+        if not self._node_buffers or self._node_buffers[0].shape != shape:
+            self._node_buffers = tuple(np.empty(shape) for _ in range(4))
+        return self._node_buffers
 
     def _bounds(self, codes):
         """Start and end of each trial's block within a subset (sorted by trial)."""
@@ -203,19 +212,25 @@ def _adapt(d: _Data, par, nodes, weights, v0=None):
     return v, vq, logw
 
 
-def _bernoulli(eta, sign):
+def _bernoulli(eta, sign, ll=None, e=None):
     """log P(y | eta) and P(y = 1 | eta) for the logistic model, from one exponential:
     with e = exp(-|eta|), expit(eta) = 1/(1+e) or e/(1+e), and
     log P(y | eta) = min(0, s eta) - log1p(e) with s = 2y - 1 (stable for any eta).
-    Works in place on temporaries: this is the innermost loop of the fit."""
-    e = np.abs(eta)
+    This is the innermost loop of the fit: it overwrites ``eta`` and writes into ``ll`` and
+    ``e`` when given (arrays of eta's shape kept between calls: a new array of a million
+    entries costs as much as the arithmetic on it)."""
+    negative = eta < 0
+    e = np.abs(eta, out=e)
     np.negative(e, out=e)
     np.exp(e, out=e)
-    ll = np.log1p(e)
+    ll = np.log1p(e, out=ll)
     np.negative(ll, out=ll)
-    ll += np.minimum(sign * eta, 0.0)
-    p = 1.0 / (1.0 + e)  # expit(|eta|)
-    np.subtract(1.0, p, out=p, where=eta < 0)  # expit(eta) = 1 - expit(|eta|) for eta < 0
+    np.multiply(sign, eta, out=eta)
+    np.minimum(eta, 0.0, out=eta)
+    ll += eta
+    np.add(e, 1.0, out=e)
+    p = np.divide(1.0, e, out=e)  # expit(|eta|)
+    np.subtract(1.0, p, out=p, where=negative)  # expit(eta) = 1 - expit(|eta|) for eta < 0
     return ll, p
 
 
@@ -238,9 +253,11 @@ def _mixture(d: _Data, par, vq, logw, derivatives=True):
     tau = par[-1]
     n_nodes = vq.shape[1]
     lin = _linear(d, par)
-    eta_t = lin.take(d.treated_rows)[:, None] + tau * np.repeat(vq, d.counts_t, axis=0)  # (N_t, Q)
+    eta_t, ll_t, p_t, work = d.node_buffers(n_nodes)  # (N_t, Q) each, reused by every call
+    np.take(tau * vq, d.codes_t, axis=0, out=eta_t, mode="clip")  # each row's trial's nodes (clip: unbuffered)
+    eta_t += lin.take(d.treated_rows)[:, None]
     eta_c = lin.take(d.control_rows)
-    ll_t, p_t = _bernoulli(eta_t, d.sign_t[:, None])
+    ll_t, p_t = _bernoulli(eta_t, d.sign_t[:, None], ll_t, p_t)
     ll_c, p_c = _bernoulli(eta_c, d.sign_c)
     lq = d.sum_treated(ll_t) + d.sum_control(ll_c)[:, None] + logw  # (k, Q)
     lse = _logsumexp_rows(lq)
@@ -249,8 +266,8 @@ def _mixture(d: _Data, par, vq, logw, derivatives=True):
         return loglik, None, None
     post = np.exp(lq - lse[:, None])  # (k, Q) posterior node weights
     nb = pz + r + 1  # columns of the base design: trial-specific z, common x, t (tau's is t * v_q)
-    g_base = d.sum_treated_by_node(d.y_t[:, None] - p_t, d.base_t)  # (k, Q, nb)
-    p_t *= 1 - p_t  # now the logistic weights p (1 - p)
+    g_base = d.sum_treated_by_node(np.subtract(d.y_t[:, None], p_t, out=work), d.base_t)  # (k, Q, nb)
+    p_t *= np.subtract(1.0, p_t, out=work)  # now the logistic weights p (1 - p)
     h_base = d.sum_treated_by_node(p_t, d.outer_t).reshape(k, n_nodes, nb, nb)
     g_base += d.sum_control((d.y_c - p_c)[:, None] * d.base_c)[:, None, :]
     h_base += d.weighted_cross_control(p_c * (1 - p_c))[:, None]

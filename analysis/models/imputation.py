@@ -158,6 +158,7 @@ def logistic_trial_regression(codes, k, z, y, ridge=1e-4, iters=50, start=None, 
     rate = np.clip((np.bincount(codes, weights=y, minlength=k) + 0.5) / (n_i + 1), 1e-3, 1 - 1e-3)
     alpha, beta = (special.logit(rate), np.zeros(p)) if start is None else (start[0].copy(), start[1].copy())
     indicator = group_indicator(codes, k) if indicator is None else indicator  # used at every Newton step
+    zw = np.empty_like(z)  # z * w, rewritten at every step (a new array each time cost as much as the product)
 
     def blocks(alpha, beta):
         mu = special.expit(alpha[codes] + z @ beta)
@@ -166,7 +167,7 @@ def logistic_trial_regression(codes, k, z, y, ridge=1e-4, iters=50, start=None, 
         g_a = np.bincount(codes, weights=resid, minlength=k) - ridge * alpha
         g_b = z.T @ resid - ridge * beta
         d = np.bincount(codes, weights=w, minlength=k) + ridge
-        zw = z * w[:, None]
+        np.multiply(z, w[:, None], out=zw)
         c = indicator @ zw
         b = zw.T @ z + ridge * np.eye(p)
         return g_a, g_b, d, c, b
@@ -331,8 +332,9 @@ class ChainedImputer:
     The baselines (pain_bl, function_bl) predict every other variable; where one is missing
     (an unusable baseline value) it is imputed too, from the others. A variable that no
     participant has (no trial measured it) cannot be imputed: it stays missing and is left out
-    of the other variables' imputation models. Works on a column-major numpy copy: the pandas
-    overhead of rebuilding frames dominated at a million rows."""
+    of the other variables' imputation models. Works on numpy copies (the pandas overhead of
+    rebuilding frames dominated at a million rows): the variables column-major, and the
+    predictors with the exercise interactions row-major, as the regressions read them."""
 
     ALWAYS = ("exercise", "pain_bl", "function_bl")
 
@@ -352,24 +354,55 @@ class ChainedImputer:
         self.variables = [v for v in dict.fromkeys(always[1:] + self.covariates + self.outcomes)
                           if np.isnan(self.data[:, self.col[v]]).any()]
         self.models = {v: _VariableModel(self.codes, np.isnan(self.data[:, self.col[v]])) for v in self.variables}
+        interacting = [c for c in self.covariates + self.outcomes if c not in always]
+        self.design_col = {c: j for j, c in enumerate(names + ["exercise*" + c for c in interacting])}
+        self.predictors = {v: self._predictor_columns(v) for v in self.variables}
 
-    def _predictors(self, data, v, rows):
-        """The predictors of ``v`` at ``rows`` (C order, as the regressions want them): the
-        baselines and every other variable, and the exercise interactions (with the
-        covariates for an outcome, with the outcomes for a covariate: congenial with the
-        modifier analyses). Gathered column by column straight into place (one pass over
-        the data instead of stacking every row and then selecting)."""
-        col, always = self.col, list(self.ALWAYS)
+    def _predictor_columns(self, v) -> np.ndarray:
+        """Where the predictors of ``v`` sit in the design (``_design``): the baselines and every
+        other variable, then the exercise interactions (with the covariates for an outcome,
+        with the outcomes for a covariate: congenial with the modifier analyses)."""
+        always = list(self.ALWAYS)
         others = [c for c in self.covariates + self.outcomes if c != v and c not in always]
         interacting = [c for c in self.covariates if c not in always] if v in self.outcomes else self.outcomes
         plain = [c for c in always + others if c != v]
-        out = np.empty((len(rows), len(plain) + len(interacting)))
-        for j, c in enumerate(plain):
-            out[:, j] = data[rows, col[c]]
-        exercise = data[rows, col["exercise"]]
-        for j, c in enumerate(interacting, start=len(plain)):
-            np.multiply(exercise, data[rows, col[c]], out=out[:, j])
+        return np.array([self.design_col[c] for c in plain] + [self.design_col["exercise*" + c] for c in interacting],
+                        dtype=np.intp)
+
+    def _design(self, data) -> np.ndarray:
+        """Every variable and every exercise interaction as one row-major array, from which
+        each variable's predictors are gathered (``_gather``) and into which each newly
+        imputed column is written back (``_update``)."""
+        out = np.empty((len(data), len(self.design_col)))
+        for name, j in self.design_col.items():
+            if name.startswith("exercise*"):
+                np.multiply(data[:, self.col["exercise"]], data[:, self.col[name[9:]]], out=out[:, j])
+            else:
+                out[:, j] = data[:, self.col[name]]
         return out
+
+    def _update(self, design, data, v):
+        """Write ``v``'s new values (and their exercise interaction) into the design."""
+        design[:, self.design_col[v]] = data[:, self.col[v]]
+        if "exercise*" + v in self.design_col:
+            design[:, self.design_col["exercise*" + v]] = data[:, self.col["exercise"]] * data[:, self.col[v]]
+
+    @staticmethod
+    def _gather(design, rows, columns, out, cut):
+        """design[rows][:, columns] as a row-major array in ``out``, the larger of the two cuts
+        first, through ``cut`` (both flat arrays of at least design's size, kept for the whole
+        draw: new arrays of this size cost more than the copying). Taking along one axis of a
+        row-major array copies whole runs; writing one column at a time into one strides
+        through memory, three times slower."""
+        n, p, width = len(rows), len(columns), design.shape[1]
+        out = out[:n * p].reshape(n, p)
+        if 2 * n > len(design):
+            cut = cut[:len(design) * p].reshape(len(design), p)
+            np.take(design, columns, axis=1, out=cut, mode="clip")  # clip: unbuffered (indices are valid)
+            return np.take(cut, rows, axis=0, out=out, mode="clip")
+        cut = cut[:n * width].reshape(n, width)
+        np.take(design, rows, axis=0, out=cut, mode="clip")
+        return np.take(cut, columns, axis=1, out=out, mode="clip")
 
     def draw(self, rng) -> dict:
         """One completed data set as columns ({name: values})."""
@@ -383,11 +416,15 @@ class ChainedImputer:
             fill = np.where(n_seen > 0, means, values[seen].mean())[codes[miss]]
             values[miss] = (fill > 0.5).astype(float) if v in self.binary else fill
         fitted = {}
+        design = self._design(data)
+        observed, missing, cut = (np.empty(design.size) for _ in range(3))  # the predictors' room
         for _ in range(self.iterations):
             for v in self.variables:
                 start = (fitted[v].alpha, fitted[v].beta) if v in fitted else None  # warm start: fewer Newton steps
-                model = self.models[v]
-                zo, zm = self._predictors(data, v, model.observed_rows), self._predictors(data, v, model.missing_rows)
+                model, columns = self.models[v], self.predictors[v]
+                zo = self._gather(design, model.observed_rows, columns, observed, cut)
+                zm = self._gather(design, model.missing_rows, columns, missing, cut)
                 data[:, col[v]], fitted[v] = _impute_variable(zo, zm, data[:, col[v]], model, rng, v in self.binary,
                                                                self.ranges.get(v, (-np.inf, np.inf)), start)
+                self._update(design, data, v)
         return {c: data[:, i] for c, i in col.items()}
