@@ -132,3 +132,27 @@ def test_covariate_no_trial_measured_is_reported_not_imputed(demo_run):
     assert len(empty) == 2 and empty.estimate.isna().all()
     assert empty.note.str.contains("no trial of this comparison measured employed").all()
     assert rows[rows.term == "exercise:bmi"].estimate.notna().all()
+
+
+def test_overall_and_refitting_analyses_join_each_window_once(demo_run, monkeypatch):
+    """fit_all's overall task keeps the joined windows (WindowArms) for the overall, per-trial,
+    common-effect, trial-variance and leave-one-out analyses. Source of truth: the same
+    analyses each joining for itself (the rows must be equal exactly), and a count of joins."""
+    from analysis.analyses import overall
+    from analysis.analyses.overall import WindowArms, overall_estimates, overall_rows
+    from analysis.analyses.samples import window_frame
+    from analysis.settings import WINDOWS
+
+    p, o = demo_run.tables["participants"], demo_run.tables["outcomes"]
+    alone = (overall_estimates(p, o), trial_effects(p, o), leave_one_out(p, o),
+             overall_rows(p, o, overall.ALL_OVERALL[:6], analysis="common_effect", random_effect=False))
+    joins = []
+    monkeypatch.setattr(overall, "window_frame", lambda *a: joins.append(a[2]) or window_frame(*a))
+    windows = WindowArms(p, o)
+    shared = (overall_estimates(p, o, windows=windows), trial_effects(p, o, windows=windows),
+              leave_one_out(p, o, windows),
+              overall_rows(p, o, overall.ALL_OVERALL[:6], analysis="common_effect", random_effect=False,
+                           windows=windows))
+    assert sorted(joins) == sorted(w.name for w in WINDOWS)
+    for mine, theirs in zip(shared, alone):
+        pd.testing.assert_frame_equal(pd.DataFrame(mine), pd.DataFrame(theirs), check_exact=True)

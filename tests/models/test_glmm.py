@@ -123,3 +123,35 @@ def test_block_arrow_solves_equal_dense_algebra():
     cov = h.common_covariance(free)
     np.testing.assert_allclose(cov[:2, :2], np.linalg.inv(-dense[np.ix_(free, free)])[-2:, -2:], atol=1e-12)
     assert np.isnan(cov[2]).all()
+
+
+def test_likelihood_evaluations_reuse_arrays_without_carrying_anything_over():
+    """_mixture writes into arrays its data keep between evaluations. Source of truth: the
+    same evaluation on fresh data (new arrays), which it must equal exactly after evaluations
+    at other parameters; and _bernoulli's values against scipy's log_expit and expit."""
+    from scipy import special
+
+    from analysis.models.glmm import _adapt, _bernoulli, _Data, _mixture
+
+    rng = np.random.default_rng(8)
+    trial, t, x = np.repeat([f"R{i}" for i in range(5)], 80), np.tile([0, 1], 200), rng.normal(0, 1, 400)
+    y = rng.binomial(1, 1 / (1 + np.exp(-(0.4 * x + 0.6 * t))))
+    nodes, weights = np.polynomial.hermite.hermgauss(15)
+    used, fresh = _Data(trial, y, x, t), _Data(trial, y, x, t)
+    par = np.r_[np.zeros(used.n_trial_params), 0.4, 0.6, 0.3]
+    _, vq, logw = _adapt(used, par, nodes, weights)
+    _mixture(used, par + 0.2, vq, logw)
+    _mixture(used, par + 0.5, vq, logw, derivatives=False)
+    again, first = _mixture(used, par, vq, logw), _mixture(fresh, par, vq, logw)
+    assert again[0] == first[0]
+    np.testing.assert_array_equal(again[1], first[1])
+    np.testing.assert_array_equal(again[2].dense(), first[2].dense())
+    eta = np.array([[-800.0, -30.0, -1e-12, 0.0], [1e-12, 2.5, 40.0, 800.0]])
+    sign = np.array([[1.0], [-1.0]])
+    ll, p = _bernoulli(eta.copy(), sign, np.empty_like(eta), np.empty_like(eta))
+    # log P(y | eta) = log_expit(s eta) to 1e-15 relative (one or two ulps: both sides are
+    # within an ulp by different formulas). P(y = 1) = expit(eta) to one ulp of 1 absolute:
+    # for eta < 0 it is 1 - expit(-eta), exact in absolute terms only, which is all the score
+    # and the information need (they use it in sums of terms of order 1)
+    np.testing.assert_allclose(ll, special.log_expit(sign * eta), rtol=1e-15, atol=1e-300)
+    np.testing.assert_allclose(p, special.expit(eta), rtol=1e-15, atol=np.finfo(float).eps)

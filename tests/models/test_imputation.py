@@ -214,3 +214,32 @@ def test_imputations_do_not_depend_on_the_last_digits_of_the_data(demo_run):
         np.testing.assert_allclose(a[v], b[v], atol=1e-8, err_msg=v)
     for v in ("heavy_work", "medication"):
         np.testing.assert_array_equal(a[v], b[v], err_msg=v)
+
+
+def test_each_variables_predictors_are_the_others_and_their_exercise_interactions(demo_run):
+    """The imputer gathers each variable's predictors from one design it keeps up to date.
+    Source of truth: the definition written out with pandas columns, in order: exercise, the
+    baselines and every other variable, then exercise times each covariate (for an outcome)
+    or each outcome (for a covariate or a baseline), at the observed and the missing rows."""
+    p = demo_run.tables["participants"]
+    d = p[p.comparison.isin(["exercise", "none_usual_care"])].reset_index(drop=True)
+    rng = np.random.default_rng(5)
+    d = d.assign(pain=np.where(rng.random(len(d)) < 0.2, np.nan, rng.uniform(0, 100, len(d))),
+                 function=rng.uniform(0, 100, len(d)))
+    d.loc[rng.random(len(d)) < 0.1, "function"] = np.nan
+    d.loc[rng.random(len(d)) < 0.05, "pain_bl"] = np.nan
+    covs = ["age", "bmi", "heavy_work", "medication"]
+    imputer = ChainedImputer(d, covs, binary=BINARY_COVARIATES)
+    assert {"pain_bl", "bmi", "pain", "function"} <= set(imputer.variables)
+    filled = d.fillna(-1.0)  # any complete values will do: the check is on which columns go where
+    design = imputer._design(filled[list(imputer.col)].to_numpy(float))
+    room = [np.empty(design.size) for _ in range(3)]
+    for v in imputer.variables:
+        others = [c for c in ["pain_bl", "function_bl"] + covs + ["pain", "function"] if c != v]
+        interacting = covs if v in ("pain", "function") else ["pain", "function"]
+        expected = np.column_stack([filled.exercise] + [filled[c] for c in others]
+                                   + [filled.exercise * filled[c] for c in interacting])
+        model = imputer.models[v]
+        for rows, out in ((model.observed_rows, room[0]), (model.missing_rows, room[1])):
+            np.testing.assert_array_equal(imputer._gather(design, rows, imputer.predictors[v], out, room[2]),
+                                          expected[rows], err_msg=v)
