@@ -57,12 +57,13 @@ def cross_trial_problems(specs: list[TrialSpec], results: list | None = None) ->
 def _shared_participants(results) -> list[str]:
     """Pairs of trials holding the same participants: the same identifier with the same
     baseline pain and function (to 6 decimals). Found with pandas over every trial at once
-    (a set intersection per pair of trials cost 13 s at 1,000 trials); only fingerprints
-    held by two or more trials are paired up."""
+    (a set intersection per pair of trials cost 13 s at 1,000 trials, and selecting each
+    trial's columns before joining them 2 s); only fingerprints held by two or more trials
+    are paired up."""
     columns = ["participant_id", "pain_bl", "function_bl"]
-    frames = [r.participants.dropna(subset=["pain_bl", "function_bl"])[columns].assign(trial=r.spec.trial_id)
-              for r in results]
-    held = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*columns, "trial"])
+    held = (pd.concat([r.participants[[*columns, "trial_id"]] for r in results], ignore_index=True) if results
+            else pd.DataFrame(columns=[*columns, "trial_id"]))
+    held = held.dropna(subset=["pain_bl", "function_bl"]).rename(columns={"trial_id": "trial"})
     held["pain_bl"], held["function_bl"] = held.pain_bl.round(6), held.function_bl.round(6)
     held = held.drop_duplicates()  # each trial's fingerprints as a set
     sizes = held.groupby("trial").size()
