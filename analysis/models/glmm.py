@@ -244,16 +244,36 @@ def _logsumexp_rows(a):
 
 
 def _mixture(d: _Data, par, vq, logw, derivatives=True):
-    """Fixed-node quadrature log-likelihood, with its gradient and Hessian.
+    """Fixed-node quadrature log-likelihood, with its gradient and Hessian."""
+    value = _likelihood(d, par, vq, logw)
+    if not derivatives:
+        return value.loglik, None, None
+    return (value.loglik, *_score_and_information(d, value))
 
-    Only participants in an exercise arm (t = 1) depend on the random effect; the terms of
-    the others are the same at every node and are computed once, not once per node.
-    """
-    k, r, pz = d.k, d.r, d.pz
+
+@dataclass
+class _Evaluation:
+    """A fixed-node log-likelihood and what its derivatives are computed from: the nodes'
+    log-likelihood per trial (``lq``) and its log-sum (``lse``), and the probabilities of the
+    exercise arms (one per node; held in the data's reused arrays) and of the control arms."""
+
+    loglik: float
+    lq: np.ndarray
+    lse: np.ndarray
+    p_t: np.ndarray
+    p_c: np.ndarray
+    vq: np.ndarray
+
+
+def _likelihood(d: _Data, par, vq, logw) -> _Evaluation:
+    """The fixed-node log-likelihood. Only participants in an exercise arm (t = 1) depend on
+    the random effect; the terms of the others are the same at every node and are computed
+    once, not once per node. Its derivatives (``_score_and_information``) must be taken
+    before the next evaluation on the same data: they share its arrays."""
     tau = par[-1]
     n_nodes = vq.shape[1]
     lin = _linear(d, par)
-    eta_t, ll_t, p_t, work = d.node_buffers(n_nodes)  # (N_t, Q) each, reused by every call
+    eta_t, ll_t, p_t, _ = d.node_buffers(n_nodes)  # (N_t, Q) each, reused by every call
     np.take(tau * vq, d.codes_t, axis=0, out=eta_t, mode="clip")  # each row's trial's nodes (clip: unbuffered)
     eta_t += lin.take(d.treated_rows)[:, None]
     eta_c = lin.take(d.control_rows)
@@ -261,9 +281,17 @@ def _mixture(d: _Data, par, vq, logw, derivatives=True):
     ll_c, p_c = _bernoulli(eta_c, d.sign_c)
     lq = d.sum_treated(ll_t) + d.sum_control(ll_c)[:, None] + logw  # (k, Q)
     lse = _logsumexp_rows(lq)
-    loglik = float(lse.sum())
-    if not derivatives:
-        return loglik, None, None
+    return _Evaluation(float(lse.sum()), lq, lse, p_t, p_c, vq)
+
+
+def _score_and_information(d: _Data, value: _Evaluation):
+    """The gradient and Hessian (block-arrow) of the evaluation's log-likelihood. A line
+    search takes them only for the step it accepts: a rejected step costs the likelihood
+    alone."""
+    k, r, pz = d.k, d.r, d.pz
+    lq, lse, p_t, p_c, vq = value.lq, value.lse, value.p_t, value.p_c, value.vq
+    n_nodes = vq.shape[1]
+    work = d.node_buffers(n_nodes)[3]
     post = np.exp(lq - lse[:, None])  # (k, Q) posterior node weights
     nb = pz + r + 1  # columns of the base design: trial-specific z, common x, t (tau's is t * v_q)
     g_base = d.sum_treated_by_node(np.subtract(d.y_t[:, None], p_t, out=work), d.base_t)  # (k, Q, nb)
@@ -289,7 +317,7 @@ def _mixture(d: _Data, par, vq, logw, derivatives=True):
     grad[:m] = gbar[:, :pz].ravel()
     grad[m:] = gbar[:, pz:].sum(axis=0)
     hess = BlockArrow(hk[:, :pz, :pz], hk[:, :pz, pz:], hk[:, pz:, pz:].sum(axis=0))
-    return loglik, grad, hess
+    return grad, hess
 
 
 class BlockArrow:
@@ -390,8 +418,9 @@ def _newton(d, par, vq, logw, free, max_iter=50, tol=1e-10):
         for _ in range(40):
             step = step_size * direction
             new = par + step
-            ll_new, grad_new, hess_new = _mixture(d, new, vq, logw)
-            if np.isfinite(ll_new) and ll_new >= ll - 1e-12 * max(1.0, abs(ll)):
+            value = _likelihood(d, new, vq, logw)
+            if np.isfinite(value.loglik) and value.loglik >= ll - 1e-12 * max(1.0, abs(ll)):
+                ll_new, (grad_new, hess_new) = value.loglik, _score_and_information(d, value)
                 break
             step_size /= 2
         else:
