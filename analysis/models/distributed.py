@@ -28,7 +28,15 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special
 
-from analysis.models.glmm import SEPARATION_LIMIT, LogisticFit, _adapt, _Data, _mixture
+from analysis.models.glmm import (
+    SEPARATION_LIMIT,
+    LogisticFit,
+    _adapt,
+    _Data,
+    _likelihood,
+    _mixture,
+    _score_and_information,
+)
 from analysis.models.pertrial import trial_codes
 
 __all__ = ["LogisticDesign", "SiteModel", "SiteProfile", "site_profile", "informative_trials", "fit_rounds",
@@ -166,23 +174,19 @@ def _trial_newton(d, par, vq, logw, free, max_iter=100):
         step = (np.linalg.pinv(block, rcond=1e-12, hermitian=True) @ g[:, :, None])[:, :, 0].ravel()
         if np.max(np.abs(step), initial=0.0) < _INNER_TOL:
             break  # converged: the derivatives in hand are those at the optimum (to rounding)
-        new = par.copy()
-        new[:m] += step
-        # the full step with its derivatives first (near the optimum it is always taken);
-        # backtracking, on the likelihood alone, only when it does not rise
-        ll_new, grad_new, hess_new = _mixture(d, new, vq, logw)
+        # the full step, halved until the likelihood does not fall (near the optimum the full
+        # step is taken); the derivatives only at the step taken
         size = 1.0
-        if not _rises(ll_new, ll):
-            for _ in range(30):
-                size /= 2
-                new = par.copy()
-                new[:m] += size * step
-                ll_new, _, _ = _mixture(d, new, vq, logw, derivatives=False)
-                if _rises(ll_new, ll):
-                    break
-            else:
+        for _ in range(31):
+            new = par.copy()
+            new[:m] += size * step
+            value = _likelihood(d, new, vq, logw)
+            if _rises(value.loglik, ll):
                 break
-            ll_new, grad_new, hess_new = _mixture(d, new, vq, logw)
+            size /= 2
+        else:
+            break
+        ll_new, (grad_new, hess_new) = value.loglik, _score_and_information(d, value)
         gain = ll_new - ll
         par, ll, grad, hess = new, ll_new, grad_new, hess_new
         if gain < 1e-14 * max(1.0, abs(ll)):
