@@ -14,7 +14,7 @@ import pandas as pd
 from analysis.settings import COMPARISONS
 
 __all__ = ["comparison_participants", "complete_cases", "needed_columns", "outcome_sample", "window_frame",
-           "sample_from_frame", "BASELINE"]
+           "sample_from_frame", "BASELINE", "KEY"]
 
 BASELINE = {"pain": "pain_bl", "function": "function_bl"}
 

@@ -25,7 +25,7 @@ from analysis.analyses.overall import (
     result_row,
     trial_effects,
 )
-from analysis.analyses.samples import comparison_participants
+from analysis.analyses.samples import KEY, comparison_participants
 from analysis.models.distributions import t_quantile, t_upper_tail
 from analysis.models.imputation import ChainedImputer, rubin
 from analysis.models.meta import pool
@@ -147,10 +147,10 @@ def _mi_sample(participants, outcomes, comparison, window="short"):
     """All participants of the comparison's trials that followed up in the window,
     with outcomes left missing where not observed (to be imputed)."""
     p = comparison_participants(participants, comparison)
-    o = outcomes[outcomes.window == window][["trial_id", "participant_id", "pain", "function"]]
+    o = outcomes[outcomes.window == window][KEY + ["pain", "function"]]
     trials = set(o.trial_id)
-    d = p[p.trial_id.isin(trials)].merge(o, on=["trial_id", "participant_id"], how="left")
-    return d.sort_values(["trial_id", "participant_id"], kind="stable").reset_index(drop=True)
+    d = p[p.trial_id.isin(trials)].merge(o, on=KEY, how="left")
+    return d.sort_values(KEY, kind="stable").reset_index(drop=True)
 
 
 MI_COMPARISONS = ("none_usual_care", "other_conservative")

@@ -374,15 +374,12 @@ class ChainedImputer:
         each variable's predictors are gathered (``_gather``) and into which each newly
         imputed column is written back (``_update``)."""
         out = np.empty((len(data), len(self.design_col)))
-        for name, j in self.design_col.items():
-            if name.startswith("exercise*"):
-                np.multiply(data[:, self.col["exercise"]], data[:, self.col[name[9:]]], out=out[:, j])
-            else:
-                out[:, j] = data[:, self.col[name]]
+        for v in self.col:
+            self._update(out, data, v)
         return out
 
     def _update(self, design, data, v):
-        """Write ``v``'s new values (and their exercise interaction) into the design."""
+        """Write ``v``'s values (and their exercise interaction) into the design."""
         design[:, self.design_col[v]] = data[:, self.col[v]]
         if "exercise*" + v in self.design_col:
             design[:, self.design_col["exercise*" + v]] = data[:, self.col["exercise"]] * data[:, self.col[v]]
