@@ -9,7 +9,10 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-__all__ = ["default_jobs", "run_tasks"]
+__all__ = ["default_jobs", "run_tasks", "shared"]
+
+# Data the tasks of a run_tasks call read (``shared``), set before its workers fork
+_SHARED: dict = {}
 
 
 def default_jobs() -> int:
@@ -17,10 +20,26 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def run_tasks(tasks, jobs: int, done=None) -> list:
+def run_tasks(tasks, jobs: int, done=None, data: dict | None = None) -> list:
     """Each task's result (``tasks``: (function, args) pairs), in the order of ``tasks``, run in
     this process or in ``jobs`` forked processes. ``done(i)`` is called as task i finishes. An
-    exception raised by a task is raised here, that of the first such task in order."""
+    exception raised by a task is raised here, that of the first such task in order.
+    ``data``: what the tasks read with ``shared(name)``, set before the workers fork so that
+    they inherit it (a million rows are not pickled), and let go when the tasks are done."""
+    _SHARED.update(data or {})
+    try:
+        return _run(tasks, jobs, done)
+    finally:
+        for name in data or {}:
+            del _SHARED[name]
+
+
+def shared(name: str):
+    """An item of the ``data`` of the run_tasks call whose task is running."""
+    return _SHARED[name]
+
+
+def _run(tasks, jobs: int, done) -> list:
     if jobs <= 1 or len(tasks) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         results = []
         for i, (fn, args) in enumerate(tasks):

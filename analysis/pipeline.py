@@ -10,7 +10,7 @@ from analysis.ingest.harmonise import harmonise_all, harmonise_trial
 from analysis.ingest.schema import EXCLUSIONS, OUTCOMES, PARTICIPANTS, VALUE_ISSUES, validate
 from analysis.ingest.spec import load_spec
 from analysis.io import write_csv
-from analysis.parallel import run_tasks
+from analysis.parallel import run_tasks, shared
 from analysis.paths import Paths
 from analysis.timing import timed_stage
 
@@ -20,24 +20,15 @@ log = logging.getLogger(__name__)
 
 DERIVED_TABLES = ("participants", "outcomes", "exclusions", "value_issues", "flow", "trials", "harmonisation_log",
                   "visits", "instruments")
-# The derived tables, set before the writing processes fork: they inherit them (a million
-# rows are not pickled) and each writes some of the files.
-_TABLES: dict = {}
-
-
 def _write_table(name: str, path):
-    return write_csv(_TABLES[name], path)
+    return write_csv(shared(name), path)
 
 
 def _write_derived(tables: dict, paths: Paths, jobs: int) -> None:
     """Every derived table as CSV, the largest first, in ``jobs`` processes (at a million
     participants three files of about four seconds each)."""
     names = sorted(DERIVED_TABLES, key=lambda name: -len(tables[name]))
-    _TABLES.update(tables)
-    try:
-        run_tasks([(_write_table, (name, paths.derived_file(name))) for name in names], jobs)
-    finally:
-        _TABLES.clear()
+    run_tasks([(_write_table, (name, paths.derived_file(name))) for name in names], jobs, data=tables)
     for name in DERIVED_TABLES:
         log.info("wrote %s", paths.derived_file(name))
 

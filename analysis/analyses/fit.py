@@ -22,7 +22,7 @@ from analysis.analyses.sensitivity import (
 from analysis.analyses.validation import reference_estimates
 from analysis.errors import InputError
 from analysis.io import read_csv, write_csv
-from analysis.parallel import run_tasks
+from analysis.parallel import run_tasks, shared
 from analysis.paths import Paths
 from analysis.provenance import write_provenance
 from analysis.settings import COMPARISONS
@@ -39,16 +39,13 @@ def load_derived(paths: Paths) -> tuple[pd.DataFrame, pd.DataFrame]:
     return read_csv(files[0]), read_csv(files[1])
 
 
-# The derived data, set before a pool forks its workers: they inherit it (no pickles of a
-# million rows) and read nothing from disk.
-_SHARED: dict = {}
 IMPUTATIONS_PER_TASK = 5  # small enough to balance two processes, large enough to keep the set-up's share small
 
 
 def _overall_and_sensitivity():
     """Overall effects, each trial's own estimate, heterogeneity and every sensitivity
     analysis except multiple imputation (which is a task of its own)."""
-    participants, outcomes, visits, trials = (_SHARED[k] for k in ("participants", "outcomes", "visits", "trials"))
+    participants, outcomes, visits, trials = (shared(k) for k in ("participants", "outcomes", "visits", "trials"))
     windows = WindowArms(participants, outcomes)  # each window joined once for all these analyses
     with _clock() as overall_s:
         est = overall_estimates(participants, outcomes, windows=windows)
@@ -63,13 +60,13 @@ def _overall_and_sensitivity():
 def _imputations(comparison: str, draws: range):
     """Some of one comparison's imputations, each from its own random stream."""
     with _clock() as seconds:
-        part = imputed_fits(_SHARED["participants"], _SHARED["outcomes"], comparison, draws)
+        part = imputed_fits(shared("participants"), shared("outcomes"), comparison, draws)
     return {"imputed": part, "seconds": {"sensitivity": seconds()}}
 
 
 def _modifiers(comparison: str, outcome: str):
     with _clock() as seconds:
-        part = modifier_fits(_SHARED["participants"], _SHARED["outcomes"], (comparison,), (outcome,))
+        part = modifier_fits(shared("participants"), shared("outcomes"), (comparison,), (outcome,))
     return {"modifiers": part, "seconds": {"modifiers": seconds()}}
 
 
@@ -105,12 +102,14 @@ def _pooled_imputations(results, imputations: int) -> list[dict]:
     return rows
 
 
-def _run(tasks, jobs: int, progress=None) -> list:
+def _run(tasks, jobs: int, data: dict, progress=None) -> list:
     """Each task's result, in the order of ``tasks``: in this process, or in a pool of
-    ``jobs`` forked processes (every task is deterministic, so the results are the same)."""
+    ``jobs`` forked processes (every task is deterministic, so the results are the same).
+    The tasks read ``data`` (the derived tables), which forked workers inherit: they read
+    nothing from disk and nothing large is pickled."""
     bar = progress(len(tasks), "analyses") if progress else None
     try:
-        return run_tasks(tasks, jobs, (lambda _: bar.update()) if bar else None)
+        return run_tasks(tasks, jobs, (lambda _: bar.update()) if bar else None, data)
     finally:
         if bar:
             bar.close()
@@ -129,13 +128,10 @@ def fit_all(paths: Paths, progress=None, seed=None, imputations: int = 20, jobs:
     # the analyses get the participants in (trial, participant) order: every sample drawn from
     # them is then in that order already and is not sorted again (results do not depend on it)
     in_order = participants.sort_values(["trial_id", "participant_id"], kind="stable", ignore_index=True)
-    _SHARED.update(participants=in_order, outcomes=outcomes, visits=read_csv(paths.derived_file("visits")),
-                   trials=read_csv(paths.derived_file("trials")))
+    data = dict(participants=in_order, outcomes=outcomes, visits=read_csv(paths.derived_file("visits")),
+                trials=read_csv(paths.derived_file("trials")))
     tasks = _tasks(imputations)
-    try:
-        results = _run(tasks, jobs, progress)
-    finally:
-        _SHARED.clear()
+    results = _run(tasks, jobs, data, progress)
     seconds: dict = {}
     for (fn, args), r in zip(tasks, results):
         log_task(f"{fn.__name__.strip('_')}{args}", sum(r["seconds"].values()))
