@@ -133,13 +133,17 @@ def _numeric(t: TrialState, records: Records, column: str, field_name: str, labe
     that is mostly unreadable stops the run (the spec points at the wrong column)."""
     raw = records.rec[column]
     if raw.dtype.kind in "fiu":  # read as numbers already: nothing to strip or to fail
-        text = raw
-    else:
-        text = raw.map(lambda v: v if not isinstance(v, str) else v.strip())
+        values = raw.to_numpy(float)
+        present = raw.notna().to_numpy()
+    else:  # each distinct value is read once (a column holds far fewer than its rows)
+        codes, distinct = pd.factorize(raw)
+        text = [v.strip() if isinstance(v, str) else v for v in distinct]
         if _decimal_comma(t, column):
-            text = text.map(lambda v: v.replace(",", ".") if isinstance(v, str) else v)
-    values = pd.to_numeric(text, errors="coerce").to_numpy(float)
-    present = raw.notna().to_numpy() & (text != "").to_numpy()
+            text = [v.replace(",", ".") if isinstance(v, str) else v for v in text]
+        numbers = pd.to_numeric(pd.Series(text, dtype=object), errors="coerce").to_numpy(float)
+        blank = np.array([v == "" for v in text], bool)
+        values = np.where(codes >= 0, numbers[codes], np.nan) if len(distinct) else np.full(len(raw), np.nan)
+        present = (codes >= 0) & ~(blank[codes] if len(distinct) else False)
     bad = np.isnan(values) & present
     n_present = int(present.sum())
     t.column_values[label or column] = t.column_values.get(label or column, 0) + n_present

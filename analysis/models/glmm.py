@@ -30,6 +30,8 @@ from analysis.models.pertrial import trial_codes
 
 __all__ = ["LogisticFit", "fit_mixed_logistic", "SEPARATION_LIMIT"]
 
+TAU_START_MIN, TAU_START_MAX = 0.05, 2.0  # the range of tau's starting value (_tau_start)
+START_STEPS = 3  # Newton steps of the common-effect fit that starts a random-effect fit
 SEPARATION_LIMIT = 15.0  # a coefficient beyond this (log odds) is separation, not an estimate
 
 
@@ -105,14 +107,15 @@ class _Data:
         self.control = ~self.treated
         # the rows of each group, gathered once (every likelihood evaluation uses them): the
         # base design (trial-specific z, common x, t) and, for the exercise arms (whose terms
-        # vary by node), its row-wise outer products
+        # vary by node), its row-wise outer products, upper triangle only (they are symmetric)
         self.treated_rows, self.control_rows = np.flatnonzero(self.treated), np.flatnonzero(self.control)
         self.codes_t, self.y_t = self.codes[self.treated], self.y[self.treated]
         self.y_c = self.y[self.control]
         self.sign_t, self.sign_c = 2 * self.y_t - 1, 2 * self.y_c - 1
         base = np.column_stack([self.zfull, self.x, self.t])
         self.base_t, self.base_c = base[self.treated], base[self.control]
-        self.outer_t = _row_outer(self.base_t)
+        self.upper = np.triu_indices(base.shape[1])
+        self.outer_t = self.base_t[:, self.upper[0]] * self.base_t[:, self.upper[1]]
         self._bounds_t = self._bounds(self.codes[self.treated])
         self._bounds_c = self._bounds(self.codes[self.control])
         self.counts_t = self._bounds_t[1] - self._bounds_t[0]
@@ -170,11 +173,6 @@ class _Data:
     @property
     def n_trial_params(self):
         return self.k * self.pz
-
-
-def _row_outer(a):
-    """Each row's outer product with itself, flattened: (n, p) -> (n, p * p)."""
-    return (a[:, :, None] * a[:, None, :]).reshape(len(a), -1)
 
 
 def _linear(d: _Data, par):
@@ -296,7 +294,10 @@ def _score_and_information(d: _Data, value: _Evaluation):
     nb = pz + r + 1  # columns of the base design: trial-specific z, common x, t (tau's is t * v_q)
     g_base = d.sum_treated_by_node(np.subtract(d.y_t[:, None], p_t, out=work), d.base_t)  # (k, Q, nb)
     p_t *= np.subtract(1.0, p_t, out=work)  # now the logistic weights p (1 - p)
-    h_base = d.sum_treated_by_node(p_t, d.outer_t).reshape(k, n_nodes, nb, nb)
+    h_base = np.empty((k, n_nodes, nb, nb))
+    upper = d.sum_treated_by_node(p_t, d.outer_t)  # (k, Q, upper triangle), mirrored below
+    h_base[..., d.upper[0], d.upper[1]] = upper
+    h_base[..., d.upper[1], d.upper[0]] = upper
     g_base += d.sum_control((d.y_c - p_c)[:, None] * d.base_c)[:, None, :]
     h_base += d.weighted_cross_control(p_c * (1 - p_c))[:, None]
     ne = nb + 1
@@ -432,8 +433,9 @@ def _newton(d, par, vq, logw, free, max_iter=50, tol=1e-10):
     return par, ll, grad, hess, False
 
 
-def _start(d: _Data):
-    """Common-effect logistic fit (tau = 0) as the starting point."""
+def _start(d: _Data, max_iter=50):
+    """Common-effect logistic fit (tau = 0): the common-effect model's estimate, or with a few
+    Newton steps (``max_iter``) the random-effect fit's starting point."""
     k = d.k
     rate = np.clip(d.per_trial(d.y) / np.diff(np.r_[d.starts, len(d.y)]), 0.02, 0.98)
     a = np.zeros((k, d.pz))
@@ -442,8 +444,21 @@ def _start(d: _Data):
     free = d.free.copy()
     free[-1] = False
     zero = np.zeros((k, 1))
-    par, ll, grad, hess, ok = _newton(d, par, zero, zero, free)
+    par, ll, grad, hess, ok = _newton(d, par, zero, zero, free, max_iter=max_iter)
     return par, ll, hess, ok
+
+
+def _tau_start(d: _Data, par) -> float:
+    """Where the random-effect fit starts tau: one Fisher scoring step for tau^2 from the
+    common-effect fit (tau = 0), sum_i (U_i^2 - I_i) / sum_i I_i^2 with U_i and I_i the score
+    and information of trial i's exercise effect, kept within [TAU_START_MIN, TAU_START_MAX].
+    The estimate does not depend on the start; a start near it saves the first rounds'
+    steps. Not 0: there the likelihood is flat in tau (it is symmetric about 0)."""
+    p = special.expit(_linear(d, par))
+    score = d.per_trial(d.t * (d.y - p))
+    info = d.per_trial(d.t * p * (1 - p))
+    tau2 = np.sum(score**2 - info) / max(np.sum(info**2), 1e-300)
+    return float(np.clip(np.sqrt(max(tau2, 0.0)), TAU_START_MIN, TAU_START_MAX))
 
 
 def fit_mixed_logistic(trial, y, x, t, z=None, n_nodes: int = 15, random_effect: bool = True,
@@ -489,11 +504,12 @@ def fit_mixed_logistic(trial, y, x, t, z=None, n_nodes: int = 15, random_effect:
             message + "; " if message else ""
         ) + "fewer than two trials: tau^2 not estimable, common-effect model"
     nodes, weights = np.polynomial.hermite.hermgauss(n_nodes)
-    par, ll, hess, converged = _start(d)
+    # a starting point needs no more precision than the adaptive rounds begin with
+    par, ll, hess, converged = _start(d, max_iter=START_STEPS if random_effect else 50)
     rounds = 0
     free = d.free.copy()
     if random_effect:
-        par[-1] = 0.5
+        par[-1] = _tau_start(d, par)
         v = None
         converged = False
         m = d.n_trial_params
@@ -501,11 +517,13 @@ def fit_mixed_logistic(trial, y, x, t, z=None, n_nodes: int = 15, random_effect:
         for rounds in range(1, max_rounds + 1):  # noqa: B007 (reported after the loop)
             v, vq, logw = _adapt(d, par, nodes, weights, v)
             # while the nodes still move, a few Newton steps per adaptation suffice; once the
-            # common parameters have settled, each round solves to full precision
+            # common parameters have settled, each round solves to full precision. Converged
+            # when a round's Newton steps converged (ok) and barely moved from the last nodes'
+            # optimum, whichever kind of round that was
             new, ll, grad, hess, ok = _newton(d, par, vq, logw, free, max_iter=20 if settled else 3)
             moved = np.max(np.abs(new[m:] - par[m:]))
             par = new
-            if settled and ok and moved < 1e-8:
+            if ok and moved < 1e-8:
                 converged = True
                 break
             settled = settled or moved < 1e-4

@@ -70,37 +70,43 @@ def per_trial_logistic(trial, y, x, max_iter: int = 100, tol: float = 1e-10) -> 
     k, p = len(labels), x.shape[1]
     n = np.bincount(codes, minlength=k)
     bounds = np.r_[0, np.cumsum(n)]
-    indicator = group_indicator(codes, k)  # built once, used at every iteration
-
-    def weighted_cross_products(w):
-        # one small BLAS product per trial: cheaper than forming the rows' p x p outer products
-        xw = x * w[:, None]
-        return np.stack([xw[bounds[i]:bounds[i + 1]].T @ x[bounds[i]:bounds[i + 1]] for i in range(k)])
-
     coef = np.zeros((k, p))
     mu = (y + 0.5) / 2
     eta = special.logit(mu)
     deviance = np.full(k, np.inf)
     converged = np.zeros(k, bool)
+    # Each iteration works on the trials still iterating only: a converged trial's coefficients,
+    # and so its rows' values, no longer change (the same numbers as iterating over every
+    # trial throughout, which took most of the time when a few separated trials went on)
+    active = np.ones(k, bool)
+    part = None
     for _ in range(max_iter):
-        w = mu * (1 - mu)
-        xtwx = weighted_cross_products(w)
+        if part is None or len(part.trials) != active.sum():  # trials only ever leave the active set
+            part = _Part(codes, n, bounds, active, x, y)
+        xp, yp = part.x, part.y
+        mup, etap = mu[part.rows], eta[part.rows]
+        w = mup * (1 - mup)
+        xtwx = part.weighted_cross_products(w)
         # working response z = eta + (y - mu) / w, so X'W z = X'W eta + X'(y - mu)
-        xtwz = indicator @ (x * (w * eta + y - mu)[:, None])
+        xtwz = part.indicator @ (xp * (w * etap + yp - mup)[:, None])
         full_rank = np.linalg.matrix_rank(xtwx) == p
-        solve = full_rank & ~converged
+        solve = full_rank  # every trial of the part is still iterating
         if solve.any():
-            coef[solve] = np.linalg.solve(xtwx[solve], xtwz[solve][:, :, None])[:, :, 0]
-        eta = np.einsum("ij,ij->i", x, np.repeat(coef, n, axis=0))  # coef[codes]: rows are sorted by trial
-        mu = special.expit(eta)
+            coef[part.trials[solve]] = np.linalg.solve(xtwx[solve], xtwz[solve][:, :, None])[:, :, 0]
+        etap = np.einsum("ij,ij->i", xp, np.repeat(coef[part.trials], n[part.trials], axis=0))
+        mup = special.expit(etap)
+        eta[part.rows], mu[part.rows] = etap, mup
         with np.errstate(divide="ignore", invalid="ignore"):
-            unit = -2 * (special.xlogy(y, mu) + special.xlogy(1 - y, 1 - mu))
-        new_deviance = indicator @ unit
-        converged |= np.abs(new_deviance - deviance) < tol
-        deviance = new_deviance
-        if (converged | ~full_rank).all():  # a rank-deficient trial has no estimate to wait for
+            unit = -2 * (special.xlogy(yp, mup) + special.xlogy(1 - yp, 1 - mup))
+        new_deviance = part.indicator @ unit
+        converged[part.trials] |= np.abs(new_deviance - deviance[part.trials]) < tol
+        deviance[part.trials] = new_deviance
+        # a rank-deficient trial has no estimate to wait for
+        active[part.trials] = ~converged[part.trials] & full_rank
+        if not active.any():
             break
-    xtwx = weighted_cross_products(mu * (1 - mu))
+    indicator = group_indicator(codes, k)
+    xtwx = _weighted_cross_products(x, mu * (1 - mu), bounds)
     full_rank = np.linalg.matrix_rank(xtwx) == p
     se = np.full((k, p), np.nan)
     if full_rank.any():
@@ -108,3 +114,30 @@ def per_trial_logistic(trial, y, x, max_iter: int = 100, tol: float = 1e-10) -> 
     perfect = (indicator @ (np.abs(y - mu) > 1e-8).astype(float)) == 0
     ok = converged & full_rank & ~perfect & np.isfinite(se).all(axis=1)
     return PerTrialLogistic(labels=labels, coef=coef, se=se, n=n, ok=ok)
+
+
+def _weighted_cross_products(x, w, bounds):
+    """Per trial (rows sorted by trial, trial i in rows bounds[i]:bounds[i + 1]): its rows'
+    sum of w x x', one small BLAS product per trial (cheaper than the rows' p x p outer
+    products)."""
+    xw = x * w[:, None]
+    return np.stack([xw[bounds[i]:bounds[i + 1]].T @ x[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)])
+
+
+class _Part:
+    """The rows of the trials still iterating (``active``; rows sorted by trial), with their
+    trial indicator and bounds, as one IRLS iteration uses them."""
+
+    def __init__(self, codes, n, bounds, active, x, y):
+        self.trials = np.flatnonzero(active)
+        if len(self.trials) == len(n):
+            self.rows = slice(None)
+        else:
+            self.rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in self.trials])
+        counts = n[self.trials]
+        self.bounds = np.r_[0, np.cumsum(counts)]
+        self.x, self.y = x[self.rows], y[self.rows]
+        self.indicator = group_indicator(np.repeat(np.arange(len(self.trials)), counts), len(self.trials))
+
+    def weighted_cross_products(self, w):
+        return _weighted_cross_products(self.x, w, self.bounds)
