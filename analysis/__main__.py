@@ -6,6 +6,6 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from analysis.cli import main  # noqa: E402
+from analysis.cli import main, quick_exit  # noqa: E402
 
-raise SystemExit(main())
+quick_exit(main())

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.ingest.instruments import INSTRUMENTS
+from analysis.parallel import run_tasks
 
 __all__ = ["TRUTH", "truth_table", "TrialDesign", "designs", "simulate", "write_raw", "spec_dict", "DemoData"]
 
@@ -543,30 +544,9 @@ def simulate(seed: int = 2020, n_trials: int = N_TRIALS, n_total: int = N_TOTAL)
     """Latent clean data and raw tables of the trials, deterministic for ``seed``. The latent
     data are what harmonisation must give: a participant with a planted bad value keeps the
     others (that variable is missing), and a record with an unknown identity or arm is dirty."""
-    master = np.random.default_rng(seed)
-    parts, outs, dirt, raw = [], [], [], {}
-    for i, d in enumerate(designs(n_trials, n_total)):
-        rng = np.random.default_rng(master.integers(2**63))
-        p, visits = _simulate_trial(d, rng)
-        ids = _ids(d, rng)
-        p["participant_id"] = ids
-        w, labels, long_rows, clean_out, names = _build_raw(d, p, visits, ids, rng)
-        for pid, kind in _plant_dirty(d, w, p, names, rng):
-            dirt.append((d.trial_id, str(pid), kind))
-        if d.codes:  # its own random stream: every other value stays as without codes
-            clean_out = _plant_codes(d, w, p, clean_out, names, np.random.default_rng([seed, i, 99]))
-        if d.tables == "baseline+visits":
-            w = _workbook(d, w, names, long_rows)
-        elif d.layout == "long":
-            w = _to_long(d, w, names, long_rows, rng)
-        if d.date_style == "dmy":  # the first rows read either way (03/11/2009): nothing to guess from
-            day = pd.to_numeric(w[names["enrol"]].str[:2])
-            w = w.iloc[np.argsort((day > 12).to_numpy(), kind="stable")].reset_index(drop=True)
-        raw[d.trial_id] = (w, labels)
-        parts.append(p)
-        outs.append(clean_out)
-    participants = pd.concat(parts, ignore_index=True)
-    dirty = pd.DataFrame(dirt, columns=["trial_id", "participant_id", "kind"])
+    trials = [_simulate_one(*task) for task in _trial_tasks(seed, n_trials, n_total)]
+    participants = pd.concat([t.participants for t in trials], ignore_index=True)
+    dirty = pd.DataFrame([row for t in trials for row in t.dirt], columns=["trial_id", "participant_id", "kind"])
     dirty["column"] = dirty.kind.map(VALUE_KINDS)
     keys = participants.set_index(["trial_id", "participant_id"]).index
     excluded = dirty[dirty.column.isna()].set_index(["trial_id", "participant_id"]).index
@@ -577,7 +557,46 @@ def simulate(seed: int = 2020, n_trials: int = N_TRIALS, n_total: int = N_TOTAL)
         participants.loc[at, r.column] = np.nan
         if r.column == "bmi":
             participants.loc[at, "bmi_true"] = np.nan
-    return DemoData(participants, pd.concat(outs, ignore_index=True), dirty, raw)
+    return DemoData(participants, pd.concat([t.outcomes for t in trials], ignore_index=True), dirty,
+                    {t.design.trial_id: t.raw for t in trials})
+
+
+@dataclass
+class _Trial:
+    """One simulated trial: its latent participants and outcomes, the records made dirty
+    ((trial, participant, kind) rows) and its raw table(s) with their value labels."""
+
+    design: TrialDesign
+    participants: pd.DataFrame
+    outcomes: pd.DataFrame
+    dirt: list
+    raw: tuple
+
+
+def _trial_tasks(seed: int, n_trials: int, n_total: int) -> list[tuple]:
+    """(design, number, own seed, data seed) of each trial: every trial draws from its own
+    stream, so that trials can be simulated in any order or in parallel."""
+    master = np.random.default_rng(seed)
+    return [(d, i, master.integers(2**63), seed) for i, d in enumerate(designs(n_trials, n_total))]
+
+
+def _simulate_one(d: TrialDesign, i: int, trial_seed, seed: int) -> _Trial:
+    rng = np.random.default_rng(trial_seed)
+    p, visits = _simulate_trial(d, rng)
+    ids = _ids(d, rng)
+    p["participant_id"] = ids
+    w, labels, long_rows, clean_out, names = _build_raw(d, p, visits, ids, rng)
+    dirt = [(d.trial_id, str(pid), kind) for pid, kind in _plant_dirty(d, w, p, names, rng)]
+    if d.codes:  # its own random stream: every other value stays as without codes
+        clean_out = _plant_codes(d, w, p, clean_out, names, np.random.default_rng([seed, i, 99]))
+    if d.tables == "baseline+visits":
+        w = _workbook(d, w, names, long_rows)
+    elif d.layout == "long":
+        w = _to_long(d, w, names, long_rows, rng)
+    if d.date_style == "dmy":  # the first rows read either way (03/11/2009): nothing to guess from
+        day = pd.to_numeric(w[names["enrol"]].str[:2])
+        w = w.iloc[np.argsort((day > 12).to_numpy(), kind="stable")].reset_index(drop=True)
+    return _Trial(d, p, clean_out, dirt, (w, labels))
 
 
 def _workbook(d, w, names, long_rows) -> dict:
@@ -627,42 +646,61 @@ def _to_long(d, w, names, long_rows, rng):
 
 
 def write_raw(raw_dir, seed: int = 2020, data: DemoData | None = None, n_trials: int = N_TRIALS,
-              n_total: int = N_TOTAL, spec_dir=None) -> list[Path]:
+              n_total: int = N_TOTAL, spec_dir=None, jobs: int = 1) -> list[Path]:
     """Write the raw files into ``raw_dir`` (and, for a scaled demo, their specs into
-    ``spec_dir``); returns the raw files' paths."""
-    import pyreadstat
-
+    ``spec_dir``); returns the raw files' paths. Without ``data`` the trials are simulated
+    and written in ``jobs`` processes (each trial from its own stream: the same files)."""
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    data = data or simulate(seed, n_trials, n_total)
-    paths = []
-    for d in designs(n_trials, n_total):
-        if spec_dir is not None:
-            Path(spec_dir).mkdir(parents=True, exist_ok=True)
+    if spec_dir is not None:
+        Path(spec_dir).mkdir(parents=True, exist_ok=True)
+        for d in designs(n_trials, n_total):
             (Path(spec_dir) / f"{d.trial_id}.yaml").write_text(spec_text(d), encoding="utf-8")
-        w, labels = data.raw[d.trial_id]
-        path = raw_dir / f"{d.trial_id}.{d.extension}"
-        if d.fmt == "csv":
-            w.to_csv(path, index=False)
-        elif d.fmt == "csv_semicolon":
-            w.to_csv(path, index=False, sep=";", decimal=",")
-        elif d.fmt == "xlsx":
-            sheets = w if isinstance(w, dict) else {"data": w}
-            with pd.ExcelWriter(path) as xl:
-                for name, sheet in sheets.items():
-                    sheet.to_excel(xl, index=False, sheet_name=name)
-        else:
-            out = _numeric_where_possible(w)
-            if d.fmt == "xpt":  # SAS transport, version 8 (long variable names)
-                pyreadstat.write_xport(out, str(path), file_format_version=8, table_name=d.trial_id)
-            else:
-                writer = pyreadstat.write_sav if d.fmt == "sav" else pyreadstat.write_dta
-                writer(out, str(path), variable_value_labels={k: v for k, v in labels.items() if k in out.columns})
-        paths.append(path)
+    if data is not None:
+        paths = [_write_trial(d, *data.raw[d.trial_id], raw_dir) for d in designs(n_trials, n_total)]
+    else:
+        tasks = _trial_tasks(seed, n_trials, n_total)
+        chunks = [tasks[j::max(jobs, 1)] for j in range(max(jobs, 1))]  # every jobs-th trial: balanced sizes
+        written = run_tasks([(_simulate_and_write, (chunk, raw_dir)) for chunk in chunks if chunk], jobs)
+        order = {d.trial_id: j for j, d in enumerate(designs(n_trials, n_total))}
+        paths = sorted((p for part in written for p in part), key=lambda p: order[p.stem])
     # provenance: these files are the synthetic demo, made with this seed and this truth
     (raw_dir / "DEMO_SEED").write_text(f"{seed}\n")
     (raw_dir / "DEMO_TRUTH.json").write_text(json.dumps(truth_table(), indent=1) + "\n")
     return paths
+
+
+def _simulate_and_write(tasks, raw_dir) -> list[Path]:
+    """Simulate some trials (``_trial_tasks``) and write their raw files."""
+    out = []
+    for task in tasks:
+        trial = _simulate_one(*task)
+        out.append(_write_trial(trial.design, *trial.raw, raw_dir))
+    return out
+
+
+def _write_trial(d: TrialDesign, w, labels, raw_dir: Path) -> Path:
+    """One trial's raw file in its design's format."""
+    import pyreadstat
+
+    path = raw_dir / f"{d.trial_id}.{d.extension}"
+    if d.fmt == "csv":
+        w.to_csv(path, index=False)
+    elif d.fmt == "csv_semicolon":
+        w.to_csv(path, index=False, sep=";", decimal=",")
+    elif d.fmt == "xlsx":
+        sheets = w if isinstance(w, dict) else {"data": w}
+        with pd.ExcelWriter(path) as xl:
+            for name, sheet in sheets.items():
+                sheet.to_excel(xl, index=False, sheet_name=name)
+    else:
+        out = _numeric_where_possible(w)
+        if d.fmt == "xpt":  # SAS transport, version 8 (long variable names)
+            pyreadstat.write_xport(out, str(path), file_format_version=8, table_name=d.trial_id)
+        else:
+            writer = pyreadstat.write_sav if d.fmt == "sav" else pyreadstat.write_dta
+            writer(out, str(path), variable_value_labels={k: v for k, v in labels.items() if k in out.columns})
+    return path
 
 
 def _numeric_where_possible(w: pd.DataFrame) -> pd.DataFrame:

@@ -106,13 +106,15 @@ def bench_one_size(k: int, n: int, mixedlm_limit: int) -> dict:
     from analysis import demo
     from analysis.analyses.fit import load_derived
     from analysis.analyses.samples import outcome_sample
+    from analysis.parallel import default_jobs
     from analysis.paths import Paths
 
     tmp = Path(tempfile.mkdtemp())
     paths = Paths(tmp / "data", tmp / "results")
     row = {"trials": k, "participants": n}
     try:
-        row["generate_s"], _ = timed(lambda: demo.write_raw(paths.raw, n_trials=k, n_total=n, spec_dir=paths.specs))
+        row["generate_s"], _ = timed(lambda: demo.write_raw(paths.raw, n_trials=k, n_total=n, spec_dir=paths.specs,
+                                                            jobs=default_jobs()))
         row["all_s"], stages, row["peak_rss_gib"] = run_all(paths)
         row["harmonise_s"] = stages["harmonise"]
         row["harmonise_rows_per_s"] = n / stages["harmonise"]

@@ -63,3 +63,30 @@ def test_raw_values_lie_on_the_instrument_grid():
         steps = raw / ins.resolution
         assert np.allclose(steps, np.round(steps), atol=1e-6)
         assert raw.between(ins.low, ins.high).all()
+
+
+def test_files_are_the_same_written_by_one_process_or_two(tmp_path):
+    """Each trial is simulated from its own stream, so writing the trials in two processes
+    gives the files of one. Source of truth: the serial run. Text files are compared byte for
+    byte; workbooks and statistical files carry their write time, so their contents are
+    compared as read (every sheet, every value and label)."""
+    import pandas as pd
+
+    from analysis.ingest.readers import read_raw
+
+    serial = demo.write_raw(tmp_path / "one", n_trials=6, n_total=600, jobs=1)
+    forked = demo.write_raw(tmp_path / "two", n_trials=6, n_total=600, jobs=2)
+    assert [p.name for p in serial] == [p.name for p in forked] == [f"T0{i}.{d.extension}" for i, d in
+                                                                      enumerate(demo.designs(6, 600), 1)]
+    for a, b in zip(serial, forked):
+        fmt = a.suffix[1:]
+        if fmt == "csv":
+            assert a.read_bytes() == b.read_bytes(), a.name
+        elif fmt == "xlsx":
+            for sheet in pd.ExcelFile(a, engine="calamine").sheet_names:
+                pd.testing.assert_frame_equal(pd.read_excel(a, sheet_name=sheet, engine="calamine"),
+                                              pd.read_excel(b, sheet_name=sheet, engine="calamine"))
+        else:
+            ta, tb = read_raw(a, fmt), read_raw(b, fmt)
+            pd.testing.assert_frame_equal(ta.data, tb.data)
+            assert ta.value_labels == tb.value_labels, a.name
