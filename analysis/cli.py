@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def quick_exit(code: int):
     """End the process once the command is done, without tearing down every imported module
-    (pandas, scipy, ...): that took a third of a second of each command on the demo, freeing
+    (pandas, scipy, ...): that took a quarter of a second of each command on the demo, freeing
     memory the system takes back at once anyway (mypy ends the same way). Every file is
     written and closed by then; the streams and the log are flushed here."""
     sys.stdout.flush()

@@ -581,6 +581,8 @@ def _trial_tasks(seed: int, n_trials: int, n_total: int) -> list[tuple]:
 
 
 def _simulate_one(d: TrialDesign, i: int, trial_seed, seed: int) -> _Trial:
+    """Trial ``i`` of the design: its latent data, then its raw table(s) as its team would
+    send them, with the dirty records and missing-value codes planted."""
     rng = np.random.default_rng(trial_seed)
     p, visits = _simulate_trial(d, rng)
     ids = _ids(d, rng)

@@ -136,14 +136,13 @@ def _numeric(t: TrialState, records: Records, column: str, field_name: str, labe
         values = raw.to_numpy(float)
         present = raw.notna().to_numpy()
     else:  # each distinct value is read once (a column holds far fewer than its rows)
-        codes, distinct = pd.factorize(raw)
+        codes, distinct = pd.factorize(raw)  # a missing value gets code -1: the entries appended last
         text = [v.strip() if isinstance(v, str) else v for v in distinct]
         if _decimal_comma(t, column):
             text = [v.replace(",", ".") if isinstance(v, str) else v for v in text]
         numbers = pd.to_numeric(pd.Series(text, dtype=object), errors="coerce").to_numpy(float)
-        blank = np.array([v == "" for v in text], bool)
-        values = np.where(codes >= 0, numbers[codes], np.nan) if len(distinct) else np.full(len(raw), np.nan)
-        present = (codes >= 0) & ~(blank[codes] if len(distinct) else False)
+        values = np.append(numbers, np.nan)[codes]
+        present = ~np.array([v == "" for v in text] + [True], bool)[codes]  # neither blank nor missing
     bad = np.isnan(values) & present
     n_present = int(present.sum())
     t.column_values[label or column] = t.column_values.get(label or column, 0) + n_present

@@ -82,7 +82,7 @@ def per_trial_logistic(trial, y, x, max_iter: int = 100, tol: float = 1e-10) -> 
     part = None
     for _ in range(max_iter):
         if part is None or len(part.trials) != active.sum():  # trials only ever leave the active set
-            part = _Part(codes, n, bounds, active, x, y)
+            part = _ActiveTrials(active, n, bounds, x, y)
         xp, yp = part.x, part.y
         mup, etap = mu[part.rows], eta[part.rows]
         w = mup * (1 - mup)
@@ -90,9 +90,8 @@ def per_trial_logistic(trial, y, x, max_iter: int = 100, tol: float = 1e-10) -> 
         # working response z = eta + (y - mu) / w, so X'W z = X'W eta + X'(y - mu)
         xtwz = part.indicator @ (xp * (w * etap + yp - mup)[:, None])
         full_rank = np.linalg.matrix_rank(xtwx) == p
-        solve = full_rank  # every trial of the part is still iterating
-        if solve.any():
-            coef[part.trials[solve]] = np.linalg.solve(xtwx[solve], xtwz[solve][:, :, None])[:, :, 0]
+        if full_rank.any():
+            coef[part.trials[full_rank]] = np.linalg.solve(xtwx[full_rank], xtwz[full_rank][:, :, None])[:, :, 0]
         etap = np.einsum("ij,ij->i", xp, np.repeat(coef[part.trials], n[part.trials], axis=0))
         mup = special.expit(etap)
         eta[part.rows], mu[part.rows] = etap, mup
@@ -124,11 +123,12 @@ def _weighted_cross_products(x, w, bounds):
     return np.stack([xw[bounds[i]:bounds[i + 1]].T @ x[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)])
 
 
-class _Part:
-    """The rows of the trials still iterating (``active``; rows sorted by trial), with their
-    trial indicator and bounds, as one IRLS iteration uses them."""
+class _ActiveTrials:
+    """The rows of the trials still iterating (``active``; ``n`` rows per trial, rows sorted by
+    trial as ``bounds`` delimit them), with their trial indicator and bounds, as one IRLS
+    iteration uses them."""
 
-    def __init__(self, codes, n, bounds, active, x, y):
+    def __init__(self, active, n, bounds, x, y):
         self.trials = np.flatnonzero(active)
         if len(self.trials) == len(n):
             self.rows = slice(None)
