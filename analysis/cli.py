@@ -154,9 +154,16 @@ def cmd_all(args, paths: Paths) -> int:
         args.specs = False
         args.trials, args.participants = 27, 3514
         wait = _start_in_child(cmd_demo_data, args, paths)
-        # the analysis modules (about a second of imports) load while the child writes the files
+        # the analysis modules (about a second of imports), the statistical-file reader and the
+        # validation backends load while the child writes the files (harmonise's forked
+        # workers then inherit them instead of each loading them)
+        import pyreadstat  # noqa: F401
+
         import analysis.analyses.fit  # noqa: F401
         import analysis.pipeline  # noqa: F401
+        from analysis.ingest.schema import load_backends
+
+        load_backends()
 
         wait()
     cmd_harmonise(args, paths)
