@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 DERIVED_TABLES = ("participants", "outcomes", "exclusions", "value_issues", "flow", "trials", "harmonisation_log",
                   "visits", "instruments")
+
+
 def _write_table(name: str, path):
     return write_csv(shared(name), path)
 

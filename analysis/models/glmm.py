@@ -21,6 +21,7 @@ glmer with nAGQ = 15 in tests/test_glmm.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import special
@@ -121,12 +122,13 @@ class _Data:
         self.counts_t = self._bounds_t[1] - self._bounds_t[0]
         self._node_buffers = ()
 
-    def node_buffers(self, n_nodes):
-        """Four arrays of (treated participants, nodes) for ``_mixture``'s work, made once per
-        fit: allocating them anew at every likelihood evaluation took a fifth of its time."""
+    def node_buffers(self, n_nodes) -> _NodeBuffers:
+        """The (treated participants, nodes) arrays of a likelihood evaluation and its
+        derivatives, made once per fit: allocating them anew at every evaluation took a fifth
+        of its time."""
         shape = (len(self.treated_rows), n_nodes)
-        if not self._node_buffers or self._node_buffers[0].shape != shape:
-            self._node_buffers = tuple(np.empty(shape) for _ in range(4))
+        if not self._node_buffers or self._node_buffers.eta.shape != shape:
+            self._node_buffers = _NodeBuffers(*(np.empty(shape) for _ in _NodeBuffers._fields))
         return self._node_buffers
 
     def _bounds(self, codes):
@@ -173,6 +175,17 @@ class _Data:
     @property
     def n_trial_params(self):
         return self.k * self.pz
+
+
+class _NodeBuffers(NamedTuple):
+    """Reused (treated participants, nodes) arrays: the linear predictor and the log-likelihood
+    terms (``_likelihood``), the probabilities (read by ``_score_and_information``) and that
+    function's scratch array."""
+
+    eta: np.ndarray
+    ll: np.ndarray
+    p: np.ndarray
+    work: np.ndarray
 
 
 def _linear(d: _Data, par):
@@ -271,11 +284,12 @@ def _likelihood(d: _Data, par, vq, logw) -> _Evaluation:
     tau = par[-1]
     n_nodes = vq.shape[1]
     lin = _linear(d, par)
-    eta_t, ll_t, p_t, _ = d.node_buffers(n_nodes)  # (N_t, Q) each, reused by every call
-    np.take(tau * vq, d.codes_t, axis=0, out=eta_t, mode="clip")  # each row's trial's nodes (clip: unbuffered)
+    buf = d.node_buffers(n_nodes)  # (N_t, Q) each, reused by every call
+    # each row's trial's nodes (clip: unbuffered)
+    eta_t = np.take(tau * vq, d.codes_t, axis=0, out=buf.eta, mode="clip")
     eta_t += lin.take(d.treated_rows)[:, None]
     eta_c = lin.take(d.control_rows)
-    ll_t, p_t = _bernoulli(eta_t, d.sign_t[:, None], ll_t, p_t)
+    ll_t, p_t = _bernoulli(eta_t, d.sign_t[:, None], buf.ll, buf.p)
     ll_c, p_c = _bernoulli(eta_c, d.sign_c)
     lq = d.sum_treated(ll_t) + d.sum_control(ll_c)[:, None] + logw  # (k, Q)
     lse = _logsumexp_rows(lq)
@@ -289,7 +303,7 @@ def _score_and_information(d: _Data, value: _Evaluation):
     k, r, pz = d.k, d.r, d.pz
     lq, lse, p_t, p_c, vq = value.lq, value.lse, value.p_t, value.p_c, value.vq
     n_nodes = vq.shape[1]
-    work = d.node_buffers(n_nodes)[3]
+    work = d.node_buffers(n_nodes).work
     post = np.exp(lq - lse[:, None])  # (k, Q) posterior node weights
     nb = pz + r + 1  # columns of the base design: trial-specific z, common x, t (tau's is t * v_q)
     g_base = d.sum_treated_by_node(np.subtract(d.y_t[:, None], p_t, out=work), d.base_t)  # (k, Q, nb)
@@ -505,7 +519,7 @@ def fit_mixed_logistic(trial, y, x, t, z=None, n_nodes: int = 15, random_effect:
         ) + "fewer than two trials: tau^2 not estimable, common-effect model"
     nodes, weights = np.polynomial.hermite.hermgauss(n_nodes)
     # a starting point needs no more precision than the adaptive rounds begin with
-    par, ll, hess, converged = _start(d, max_iter=START_STEPS if random_effect else 50)
+    par, ll, hess, converged = _start(d, START_STEPS) if random_effect else _start(d)
     rounds = 0
     free = d.free.copy()
     if random_effect:
