@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from analysis.analyses.arrays import Sample
-from analysis.analyses.modifiers import continuous_design
 from analysis.analyses.overall import (
     ALL_OVERALL,
     RESULT_COLUMNS,
@@ -25,11 +24,11 @@ from analysis.analyses.overall import (
     result_row,
     trial_effects,
 )
-from analysis.analyses.samples import KEY, comparison_participants
+from analysis.analyses.samples import BASELINE, KEY, comparison_participants
 from analysis.models.distributions import t_quantile, t_upper_tail
 from analysis.models.imputation import ChainedImputer, rubin
 from analysis.models.meta import pool
-from analysis.models.onestage import fit_reml
+from analysis.models.onestage import fit_reml, trial_cross_products
 from analysis.settings import (
     BINARY_COVARIATES,
     COMPARISONS,
@@ -43,7 +42,7 @@ from analysis.settings import (
 
 __all__ = ["SENSITIVITY_COLUMNS", "sensitivity_estimates", "two_stage_rows", "leave_one_out", "influence_summary",
            "window_average_outcomes", "improvement_recovery", "multiple_imputation", "ImputedFits", "imputed_fits",
-           "pooled_imputation_rows", "imputation_stream", "MI_COMPARISONS", "PRIMARY",
+           "pooled_imputation_rows", "imputation_stream", "MI_COMPARISONS", "PRIMARY", "completed_data_fits",
            "leave_out_rows"]
 
 SENSITIVITY_COLUMNS = RESULT_COLUMNS + ["fmi"]
@@ -188,16 +187,38 @@ def imputed_fits(participants, outcomes, comparison, draws, seed=2020, covariate
     imputer = ChainedImputer(base, measured, binary=BINARY_COVARIATES, ranges=IMPUTED_RANGES)
     collected: dict = {}
     for draw in draws:
-        d = Sample(trial, imputer.draw(imputation_stream(seed, comparison, draw)))
-        for outcome in ("pain", "function"):
-            f = fit_reml(continuous_stats(d, outcome))
-            collected.setdefault((outcome, "exercise"), []).append(
-                (f.coef[0], f.cov[0, 0], f.df[0], f.tau2, f.n_trials, f.n_participants))
-            for cov in measured:
-                fm = fit_reml(continuous_design(d.centred_on(cov), outcome, cov))
-                collected.setdefault((outcome, f"exercise:{cov}"), []).append(
-                    (fm.coef[1], fm.cov[1, 1], fm.df[1], fm.tau2, fm.n_trials, fm.n_participants))
+        completed = Sample(trial, imputer.draw(imputation_stream(seed, comparison, draw)))
+        for key, f, column in completed_data_fits(completed, measured):
+            collected.setdefault(key, []).append(
+                (f.coef[column], f.cov[column, column], f.df[column], f.tau2, f.n_trials, f.n_participants))
     return ImputedFits(comparison, draws, len(base), collected)
+
+
+def completed_data_fits(d: Sample, measured):
+    """The fits of one completed data set, as (outcome, term), fit, and the term's number
+    in the fit: per outcome the overall effect (the model of ``continuous_stats``) and each
+    covariate's within-trial interaction (the model of ``continuous_design`` without a
+    spline). Every row is complete, so all these models share their rows, and their
+    per-trial statistics come from one pass over the rows (``trial_cross_products``) instead
+    of one per model: at a million participants, 1.1 s of each imputation's 1.6 s of refits."""
+    ex = d["exercise"]
+    columns = [ex, d["pain"], d["function"], d["pain_bl"], d["function_bl"]]
+    where = {"exercise": 0, "pain": 1, "function": 2, "pain_bl": 3, "function_bl": 4}
+    for cov in measured:
+        centred = d.centred_on(cov)
+        where[cov] = len(columns)  # its centred values, then exercise x centred, exercise x trial mean
+        columns += [centred["xc"], ex * centred["xc"], ex * centred["xbar"]]
+    cross = trial_cross_products(d.trial, np.column_stack(columns), exercise=0)
+    fits = []
+    for outcome in ("pain", "function"):
+        baseline, y = where[BASELINE[outcome]], where[outcome]
+        fits.append(((outcome, "exercise"), fit_reml(cross.stats([baseline], [0], y, ["exercise"])), 0))
+        for cov in measured:
+            c = where[cov]
+            terms = ["exercise", f"exercise:{cov}", f"exercise:{cov}:across"]
+            fit = fit_reml(cross.stats([baseline, c], [0, c + 1, c + 2], y, terms))
+            fits.append(((outcome, f"exercise:{cov}"), fit, 1))
+    return fits
 
 
 def pooled_imputation_rows(parts: list[ImputedFits], m: int, covariates=COVARIATES, window="short") -> list[dict]:

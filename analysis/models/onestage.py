@@ -35,6 +35,8 @@ __all__ = [
     "TrialStats",
     "OneStageFit",
     "sufficient_stats",
+    "TrialCrossProducts",
+    "trial_cross_products",
     "fit_reml",
     "reml_deviance",
     "reml_deviance_dense",
@@ -115,14 +117,46 @@ def sufficient_stats(trial, y, x, z=None, terms=None) -> TrialStats:
     x = np.asarray(x, dtype=float)
     if x.ndim == 1:
         x = x[:, None]
-    n_obs = len(y)
-    z = np.zeros((n_obs, 0)) if z is None else np.asarray(z, dtype=float)
+    z = np.zeros((len(y), 0)) if z is None else np.asarray(z, dtype=float)
     if z.ndim == 1:
         z = z[:, None]
-    q = x.shape[1]
+    p, q = z.shape[1], x.shape[1]
     terms = tuple(terms) if terms is not None else tuple(f"x{j}" for j in range(q))
+    cross = trial_cross_products(trial, np.column_stack([z, x, y]), exercise=p)
+    return cross.stats(range(p), range(p, p + q), p + q, terms)
+
+
+@dataclass(frozen=True)
+class TrialCrossProducts:
+    """Per trial, the means of some columns and the cross-products of the columns centred
+    on them (``raw``, k x d x d), and of the exercise column its number of non-zero values
+    and its raw sum of squares: everything the one-stage statistics of any model on these
+    rows whose terms are among the columns need (``stats``). Several models on the same
+    rows (the refits of a completed data set) then share one pass over the rows."""
+
+    labels: np.ndarray
+    counts: np.ndarray
+    means: np.ndarray
+    raw: np.ndarray
+    treated: np.ndarray
+    tt_raw: np.ndarray
+
+    def stats(self, z, x, y, terms) -> TrialStats:
+        """The ``TrialStats`` of outcome column ``y``, common terms ``x`` (exercise first)
+        and trial-specific terms ``z`` (column numbers)."""
+        columns = [*z, *x, y]
+        full = columns == list(range(self.raw.shape[1]))
+        raw = self.raw if full else self.raw[:, columns][:, :, columns]
+        means = self.means if full else self.means[:, columns]
+        return _project_trial_terms(self, raw, means, len(z), tuple(terms))
+
+
+def trial_cross_products(trial, w, exercise=0) -> TrialCrossProducts:
+    """``TrialCrossProducts`` of the columns of ``w`` (n x d), grouped by ``trial``;
+    ``exercise``: the number of the exercise column."""
     order, starts, labels = _group_starts(trial)
-    w = np.column_stack([z, x, y])[order]
+    w = w[order]
+    n_obs = len(w)
     counts = np.diff(np.r_[starts, n_obs])
     # Centring within trial projects out the intercept exactly and keeps sums well conditioned.
     means = np.add.reduceat(w, starts, axis=0) / counts[:, None]
@@ -137,7 +171,15 @@ def sufficient_stats(trial, y, x, z=None, terms=None) -> TrialStats:
     for i in range(k):
         block = wc[bounds[i]:bounds[i + 1]]
         raw[i] = block.T @ block
-    p = z.shape[1]
+    treated = np.add.reduceat((w[:, exercise] != 0).astype(float), starts)
+    tt_raw = np.add.reduceat(w[:, exercise] ** 2, starts)
+    return TrialCrossProducts(labels, counts, means, raw, treated, tt_raw)
+
+
+def _project_trial_terms(cross: TrialCrossProducts, raw, means, p, terms) -> TrialStats:
+    """The statistics of [x, y] (the columns of ``raw`` after the first ``p``) with each
+    trial's own terms (the first ``p``) projected out."""
+    counts, k = cross.counts, len(cross.counts)
     zz, zw, ww = raw[:, :p, :p], raw[:, :p, p:], raw[:, p:, p:]
     logdet = np.log(counts.astype(float))
     rank = np.zeros(k, int)
@@ -172,11 +214,10 @@ def sufficient_stats(trial, y, x, z=None, terms=None) -> TrialStats:
         logdet = (
             logdet + np.where(ok, np.log(np.where(ok, evals, 1.0)), 0.0).sum(axis=1) + 2 * np.log(scale).sum(axis=1)
         )
-    cross = (ww + np.transpose(ww, (0, 2, 1))) / 2
+    sym = (ww + np.transpose(ww, (0, 2, 1))) / 2
     resid_df = (counts - 1 - rank).astype(float)
-    treated = np.add.reduceat((x[order, 0] != 0).astype(float), starts)
-    tt_raw = np.add.reduceat(x[order, 0] ** 2, starts)
-    return TrialStats(labels, terms, cross, resid_df, logdet, counts.astype(int), treated.astype(int), tt_raw)
+    return TrialStats(cross.labels, terms, sym, resid_df, logdet, counts.astype(int), cross.treated.astype(int),
+                      cross.tt_raw)
 
 
 # ----------------------------------------------------------------------------- likelihood

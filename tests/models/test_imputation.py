@@ -7,6 +7,7 @@ import pytest
 from analysis.analyses.sensitivity import IMPUTED_RANGES
 from analysis.models.imputation import (
     ChainedImputer,
+    RowChunks,
     impute_once,
     linear_trial_regression,
     logistic_trial_regression,
@@ -71,13 +72,21 @@ def test_linear_trial_regression_equals_indicator_regression(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_logistic_trial_regression_equals_dense_newton(seed):
+@pytest.mark.parametrize("in_trial_order", [False, True])
+@pytest.mark.parametrize("chunk_rows", [2048, 7])
+def test_logistic_trial_regression_equals_dense_newton(seed, in_trial_order, chunk_rows, monkeypatch):
     """Second implementation: Newton's method on the dense (k + p) x (k + p) Hessian with
     trial indicator columns and the same ridge. Same optimum and inverse Hessian to 1e-8
-    (both iterate to steps below 1e-8)."""
+    (both iterate to steps below 1e-8). The rows come shuffled (sorted by trial inside the
+    fit) or in trial order, in one run of rows or in runs of 7 (``RowChunks``: most runs
+    then hold the end of one trial and the start of the next)."""
+    monkeypatch.setattr(RowChunks, "CHUNK_ROWS", chunk_rows)
     codes, z, lin, rng, x = _trial_data(seed)
     y = (rng.random(len(lin)) < 1 / (1 + np.exp(-(lin - 1)))).astype(float)
     y[codes == 3] = 1.0  # a separated trial: the ridge keeps its intercept finite in both
+    if in_trial_order:
+        order = np.argsort(codes, kind="stable")
+        codes, z, y, x = codes[order], z[order], y[order], x[order]
     reg = logistic_trial_regression(codes, 7, z, y)
     beta, pen = np.zeros(x.shape[1]), 1e-4 * np.eye(x.shape[1])
     for _ in range(100):

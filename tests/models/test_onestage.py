@@ -16,6 +16,7 @@ from analysis.models.onestage import (
     reml_deviance,
     reml_deviance_dense,
     sufficient_stats,
+    trial_cross_products,
 )
 from tests import reference as ref
 from tests.simulate import continuous_ipd
@@ -110,6 +111,34 @@ def st_design(d, covariate):
     xbar = d.groupby("trial_id").x.transform("mean")
     xc = d.x - xbar
     return (np.column_stack([d.treat, d.treat * xc, d.treat * xbar]), np.column_stack([d.y0, xc]))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_models_from_shared_cross_products_equal_their_own_statistics(seed):
+    """Several models from one pass of per-trial cross-products over the union of their
+    columns (``trial_cross_products(...).stats``, as the imputation refits use it) against
+    each model's own ``sufficient_stats``. Source of truth: the per-model computation; the
+    two differ only in the BLAS blocking of the per-trial products, so the tolerance is
+    rounding (1e-12 relative). The rows are shuffled (not in trial order) and one trial's
+    covariate is constant, so the sort and the within-trial rank drop are covered too."""
+    rng = np.random.default_rng(seed)
+    d = continuous_ipd(rng, k=6, n_range=(15, 40)).sample(frac=1.0, random_state=seed)
+    d.loc[d.trial_id == "T03", "x"] = 2.0
+    xbar = d.groupby("trial_id").x.transform("mean").to_numpy()
+    xc, treat, y0, y = d.x.to_numpy() - xbar, d.treat.to_numpy(float), d.y0.to_numpy(), d.y.to_numpy()
+    columns = np.column_stack([treat, y, y0, xc, treat * xc, treat * xbar])
+    shared = trial_cross_products(d.trial_id.to_numpy(), columns, exercise=0)
+    pairs = [
+        (shared.stats([2], [0], 1, ["exercise"]), sufficient_stats(d.trial_id, y, treat, y0, terms=["exercise"])),
+        (shared.stats([2, 3], [0, 4, 5], 1, ["e", "e:x", "e:x:a"]),
+         sufficient_stats(d.trial_id, y, columns[:, [0, 4, 5]], columns[:, [2, 3]], terms=["e", "e:x", "e:x:a"])),
+    ]
+    for got, own in pairs:
+        assert list(got.trial_ids) == list(own.trial_ids) and got.terms == own.terms
+        np.testing.assert_allclose(got.cross, own.cross, rtol=1e-12, atol=1e-12 * np.abs(own.cross).max())
+        for field in ("resid_df", "logdet_ztz", "n", "n_treated", "tt_raw"):
+            np.testing.assert_allclose(getattr(got, field), getattr(own, field), rtol=1e-12)
+    assert pairs[1][1].resid_df[2] == (d.trial_id == "T03").sum() - 2  # the constant covariate dropped there
 
 
 def test_collinear_baseline_is_dropped_within_that_trial_only():
