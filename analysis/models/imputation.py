@@ -387,6 +387,7 @@ class ChainedImputer:
         interacting = [c for c in self.covariates + self.outcomes if c not in always]
         self.design_col = {c: j for j, c in enumerate(names + ["exercise*" + c for c in interacting])}
         self.predictors = {v: self._predictor_columns(v) for v in self.variables}
+        self._start = self._room = None  # made at the first draw (``_starting_point``), kept for the others
 
     def _predictor_columns(self, v) -> np.ndarray:
         """Where the predictors of ``v`` sit in the design (``_design``): the baselines and every
@@ -408,11 +409,11 @@ class ChainedImputer:
             self._update(out, data, v)
         return out
 
-    def _update(self, design, data, v):
-        """Write ``v``'s values (and their exercise interaction) into the design."""
-        design[:, self.design_col[v]] = data[:, self.col[v]]
+    def _update(self, design, data, v, rows=slice(None)):
+        """Write ``v``'s values (and their exercise interaction) at ``rows`` into the design."""
+        design[rows, self.design_col[v]] = data[rows, self.col[v]]
         if "exercise*" + v in self.design_col:
-            design[:, self.design_col["exercise*" + v]] = data[:, self.col["exercise"]] * data[:, self.col[v]]
+            design[rows, self.design_col["exercise*" + v]] = data[rows, self.col["exercise"]] * data[rows, self.col[v]]
 
     @staticmethod
     def _gather(design, rows, columns, out, cut):
@@ -431,10 +432,13 @@ class ChainedImputer:
         np.take(design, rows, axis=0, out=cut, mode="clip")
         return np.take(cut, columns, axis=1, out=out, mode="clip")
 
-    def draw(self, rng) -> dict:
-        """One completed data set as columns ({name: values})."""
+    def _starting_point(self):
+        """The data with every missing value at its trial's mean (the overall mean where a
+        trial never measured the variable; for a binary variable, that mean rounded), and
+        its design: where every draw starts. It involves no random draw, so it is made once
+        (at a million participants, half a second of each draw)."""
         data, col, codes, k = self.data.copy(order="F"), self.col, self.codes, self.k
-        for v in self.variables:  # start from trial means, or the overall mean where a trial never measured v
+        for v in self.variables:
             values, miss = data[:, col[v]], self.models[v].miss
             seen = ~miss
             n_seen = np.bincount(codes[seen], minlength=k)
@@ -442,9 +446,16 @@ class ChainedImputer:
                 means = np.bincount(codes[seen], weights=values[seen], minlength=k) / n_seen
             fill = np.where(n_seen > 0, means, values[seen].mean())[codes[miss]]
             values[miss] = (fill > 0.5).astype(float) if v in self.binary else fill
-        fitted = {}
-        design = self._design(data)
-        observed, missing, cut = (np.empty(design.size) for _ in range(3))  # the predictors' room
+        return data, self._design(data)
+
+    def draw(self, rng) -> dict:
+        """One completed data set as columns ({name: values})."""
+        if self._start is None:
+            self._start = self._starting_point()
+            self._room = tuple(np.empty(self._start[1].size) for _ in range(3))  # the predictors' room
+        data, design = self._start[0].copy(order="F"), self._start[1].copy()
+        observed, missing, cut = self._room
+        col, fitted = self.col, {}
         for _ in range(self.iterations):
             for v in self.variables:
                 start = (fitted[v].alpha, fitted[v].beta) if v in fitted else None  # warm start: fewer Newton steps
@@ -453,5 +464,5 @@ class ChainedImputer:
                 zm = self._gather(design, model.missing_rows, columns, missing, cut)
                 data[:, col[v]], fitted[v] = _impute_variable(zo, zm, data[:, col[v]], model, rng, v in self.binary,
                                                                self.ranges.get(v, (-np.inf, np.inf)), start)
-                self._update(design, data, v)
+                self._update(design, data, v, model.missing_rows)  # only its missing values changed
         return {c: data[:, i] for c, i in col.items()}
