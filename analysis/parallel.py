@@ -9,10 +9,12 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-__all__ = ["default_jobs", "run_tasks", "shared"]
+__all__ = ["default_jobs", "run_tasks", "shared", "kept"]
 
 # Data the tasks of a run_tasks call read (``shared``), set before its workers fork
 _SHARED: dict = {}
+# What the tasks of a run_tasks call made and keep for the later tasks of the same process (``kept``)
+_KEPT: dict = {}
 
 
 def default_jobs() -> int:
@@ -32,11 +34,22 @@ def run_tasks(tasks, jobs: int, done=None, data: dict | None = None) -> list:
     finally:
         for name in data or {}:
             del _SHARED[name]
+        _KEPT.clear()
 
 
 def shared(name: str):
     """An item of the ``data`` of the run_tasks call whose task is running."""
     return _SHARED[name]
+
+
+def kept(key, make):
+    """``make()``, made on the first call with ``key`` in this process and kept for the later
+    tasks of the same run_tasks call that run in it (each forked worker keeps its own; all
+    are let go when the call ends): derived data that several tasks need, such as a window's
+    join of a million participants, is then made once per process instead of once per task."""
+    if key not in _KEPT:
+        _KEPT[key] = make()
+    return _KEPT[key]
 
 
 def _run(tasks, jobs: int, done) -> list:

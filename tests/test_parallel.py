@@ -34,3 +34,25 @@ def test_the_first_failing_task_in_order_raises_and_the_data_is_let_go(jobs):
         parallel.run_tasks([(_fails, (i,)) for i in range(5)], jobs, data={"numbers": [1]})
     with pytest.raises(KeyError):
         parallel.shared("numbers")
+
+
+def _made_here(key):
+    """The process that ran the task, and the process and call that made the kept value."""
+    import os
+
+    return os.getpid(), parallel.kept(key, lambda: (os.getpid(), object().__repr__()))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_kept_values_are_made_once_per_process_and_let_go(jobs):
+    """Source of truth: each task reports its process and the value it got; a kept value
+    must come from the first task of its key in that process and be let go after the call."""
+    tasks = [(_made_here, (key,)) for key in ("a", "b") * 6]
+    results = parallel.run_tasks(tasks, jobs)
+    for key in ("a", "b"):
+        got = [made for (pid, made), (_, (k,)) in zip(results, tasks) if k == key]
+        assert all(made[0] == pid for (pid, made), (_, (k,)) in zip(results, tasks) if k == key)
+        assert len(set(got)) == len({made[0] for made in got}) <= jobs  # one value per process
+    assert parallel._KEPT == {}
+    again = parallel.run_tasks(tasks[:1], 1)
+    assert again[0][1] not in [made for _, made in results]  # made anew by a new call

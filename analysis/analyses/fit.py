@@ -11,6 +11,7 @@ import pandas as pd
 from analysis.analyses.descriptives import baseline_aggregates, baseline_summary
 from analysis.analyses.modifiers import availability_matrix, modifier_fits, modifier_tables
 from analysis.analyses.overall import WindowArms, heterogeneity, overall_estimates, trial_effects
+from analysis.analyses.samples import window_frame
 from analysis.analyses.sensitivity import (
     MI_COMPARISONS,
     SENSITIVITY_COLUMNS,
@@ -22,7 +23,7 @@ from analysis.analyses.sensitivity import (
 from analysis.analyses.validation import reference_estimates
 from analysis.errors import InputError
 from analysis.io import read_csv, write_csv
-from analysis.parallel import run_tasks, shared
+from analysis.parallel import kept, run_tasks, shared
 from analysis.paths import Paths
 from analysis.provenance import write_provenance
 from analysis.settings import COMPARISONS
@@ -46,7 +47,7 @@ def _overall_and_sensitivity():
     """Overall effects, each trial's own estimate, heterogeneity and every sensitivity
     analysis except multiple imputation (which is a task of its own)."""
     participants, outcomes, visits, trials = (shared(k) for k in ("participants", "outcomes", "visits", "trials"))
-    windows = WindowArms(participants, outcomes)  # each window joined once for all these analyses
+    windows = WindowArms(participants, outcomes, _window_frame)  # each window's arms built once for all these
     with _clock() as overall_s:
         est = overall_estimates(participants, outcomes, windows=windows)
         effects = trial_effects(participants, outcomes, windows=windows)
@@ -66,8 +67,15 @@ def _imputations(comparison: str, draws: range):
 
 def _modifiers(comparison: str, outcome: str):
     with _clock() as seconds:
-        part = modifier_fits(shared("participants"), shared("outcomes"), (comparison,), (outcome,))
+        part = modifier_fits(shared("participants"), shared("outcomes"), (comparison,), (outcome,),
+                             frames=_window_frame)
     return {"modifiers": part, "seconds": {"modifiers": seconds()}}
+
+
+def _window_frame(window):
+    """The shared participants joined with their outcomes at ``window``, made once in each
+    process (at a million participants 1.5 s, which the modifier tasks each spent three times)."""
+    return kept(("window", window), lambda: window_frame(shared("participants"), shared("outcomes"), window))
 
 
 @contextmanager

@@ -364,14 +364,16 @@ def holm(p) -> np.ndarray:
 
 
 def modifier_fits(participants, outcomes, comparisons=COMPARISONS, outcomes_list=("pain", "function", "recovered"),
-                  windows=None, progress=None) -> tuple[list, list]:
+                  windows=None, progress=None, frames=None) -> tuple[list, list]:
     """The interaction rows (p-values not yet adjusted) and effect curves of the given
-    comparisons and outcomes: a part of ``modifier_estimates`` that can run on its own."""
+    comparisons and outcomes: a part of ``modifier_estimates`` that can run on its own.
+    ``frames``: each window's ``window_frame`` of these participants and outcomes (a function
+    of the window), when the caller keeps them."""
     windows = windows or [w.name for w in WINDOWS]
     rows, curves = [], []
     columns = list(outcomes_list) + ["pain_bl", "function_bl"] + list(COVARIATES)
     for window in windows:
-        frame = window_frame(participants, outcomes, window)
+        frame = frames(window) if frames else window_frame(participants, outcomes, window)
         # each comparison's participants at the window, selected and sorted once for its models
         arms = {c: Arms(comparison_participants(frame, c), columns) for c in comparisons}
         for comparison in comparisons:

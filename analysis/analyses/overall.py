@@ -156,15 +156,17 @@ class WindowArms:
     and kept: the overall analyses, the per-trial estimates and the sensitivity analyses that
     refit them on the same data (common effect, trial-specific residual variances, leave one
     out) then join each window once instead of five times (seconds each at a million
-    participants). One per data set; it holds every window it has built."""
+    participants). One per data set; it holds every window it has built. ``frames``: each
+    window's ``window_frame`` of these participants and outcomes (a function of the window),
+    when the caller keeps them."""
 
-    def __init__(self, participants, outcomes):
-        self.participants, self.outcomes = participants, outcomes
+    def __init__(self, participants, outcomes, frames=None):
+        self.participants, self.outcomes, self.frames = participants, outcomes, frames
         self._built: dict = {}
 
     def __call__(self, window) -> dict:
         if window not in self._built:
-            frame = window_frame(self.participants, self.outcomes, window)
+            frame = self.frames(window) if self.frames else window_frame(self.participants, self.outcomes, window)
             self._built[window] = {c: Arms(comparison_participants(frame, c), _SAMPLE_COLUMNS) for c in COMPARISONS}
         return self._built[window]
 
