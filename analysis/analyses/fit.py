@@ -40,7 +40,9 @@ def load_derived(paths: Paths) -> tuple[pd.DataFrame, pd.DataFrame]:
     return read_csv(files[0]), read_csv(files[1])
 
 
-IMPUTATIONS_PER_TASK = 5  # small enough to balance two processes, large enough to keep the set-up's share small
+# small enough to balance two processes (four tasks of a fifth of the fit's time at most),
+# large enough to keep the set-up's share small (2.5 s a task at a million participants)
+IMPUTATIONS_PER_TASK = 10
 
 
 def _overall_and_sensitivity():
