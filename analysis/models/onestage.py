@@ -451,6 +451,32 @@ def _derivatives(st: TrialStats, sigma2, tau2, trial_specific, active, hessian=T
     return grad, hess, dcov
 
 
+def _trial_specific_gradient(st: TrialStats, sig, tau2) -> np.ndarray:
+    """The gradient of ``_derivatives`` with one residual variance per trial and every
+    parameter active, in O(k d^2) rather than O(k^2 d^2): the derivative of V with respect to
+    sigma_i^2 is the identity on trial i alone, so each of its operators (``_derivatives``
+    stacks them as k x k coefficient arrays, all zero off trial i) is one trial's pair (a, b),
+    and its quadratic form is that trial's cross-products, not a sum over trials. The
+    L-BFGS-B search of ``_fit_trial_specific`` evaluates it hundreds of times (at a thousand
+    trials, 12 ms each by the general route)."""
+    q = len(st.terms)
+    d = q + 1
+    stt, m = st.cross[:, 0, 0], st.resid_df
+    vinv = (1 / sig, -tau2 / (sig * (sig + tau2 * stt)))
+    w_tau = _op_mul(vinv, (np.zeros_like(stt), np.ones_like(stt)), stt)  # V^-1 V_tau per trial
+    single_sig = _op_mul(vinv, vinv, stt)  # V^-1 V_i V^-1 on trial i
+    single_tau = _op_mul(w_tau, vinv, stt)
+    ss = st.ss_flat.reshape(st.k, d, d)
+    mv = (vinv[0] @ st.cross_flat + vinv[1] @ st.ss_flat).reshape(d, d)
+    g_form = np.concatenate([single_sig[0][:, None, None] * st.cross + single_sig[1][:, None, None] * ss,
+                             (single_tau[0] @ st.cross_flat + single_tau[1] @ st.ss_flat).reshape(1, d, d)])
+    c_mat = np.linalg.inv(mv[:q, :q])
+    w = np.append(-(c_mat @ mv[:q, q]), 1.0)
+    tr_pvj = np.r_[_op_trace(vinv, m, stt), _op_trace(w_tau, m, stt).sum()]
+    tr_pvj -= np.einsum("ab,nba->n", c_mat, g_form[:, :q, :q])
+    return tr_pvj - np.einsum("i,nij,j->n", w, g_form, w)
+
+
 @dataclass
 class OneStageFit:
     """Estimates of a one-stage fit; ``coef``/``cov`` follow ``terms``."""
@@ -644,7 +670,7 @@ def _fit_trial_specific(st: TrialStats, gamma0: float, sigma2_0: float):
         # chain rule from (sigma_i^2, tau^2) to (log sigma_i^2, tau): the analytic gradient
         # (finite differences would cost k + 1 deviance evaluations per gradient)
         sig, tau2 = np.exp(par[:k]), par[k] ** 2
-        grad, _, _ = _derivatives(st, sig, tau2, True, [True] * (k + 1), hessian=False)
+        grad = _trial_specific_gradient(st, sig, tau2)
         return np.r_[grad[:k] * sig, grad[k] * 2 * par[k]]
 
     res = optimize.minimize(obj, start, jac=jac, method="L-BFGS-B",

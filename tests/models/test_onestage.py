@@ -200,6 +200,9 @@ def test_analytic_hessian_matches_numerical(m1_data, trial_specific):
     grad_only, _, _ = os1._derivatives(st, par1[:-1] if trial_specific else np.full(k, par1[0]), par1[-1],
                                        trial_specific, active, hessian=False)
     np.testing.assert_allclose(grad_only, grad1, rtol=1e-12)
+    if trial_specific:  # the optimiser's own O(k) route to the same gradient (rounding: 1e-12)
+        fast = os1._trial_specific_gradient(st, par1[:-1], par1[-1])
+        np.testing.assert_allclose(fast, grad1, rtol=1e-12, atol=1e-12 * np.abs(grad1).max())
 
 
 # --- statsmodels MixedLM, the reference implementation in Python. MixedLM stops its
