@@ -48,7 +48,8 @@ IMPUTATIONS_PER_TASK = 10
 def _overall_and_sensitivity():
     """Overall effects, each trial's own estimate, heterogeneity and every sensitivity
     analysis except multiple imputation (which is a task of its own)."""
-    participants, outcomes, visits, trials = (shared(k) for k in ("participants", "outcomes", "visits", "trials"))
+    participants, outcomes, trials = (shared(k) for k in ("participants", "outcomes", "trials"))
+    visits = read_csv(shared("visits_file"))  # only this task reads the visits: here, beside the others
     windows = WindowArms(participants, outcomes, _window_frame)  # each window's arms built once for all these
     with _clock() as overall_s:
         est = overall_estimates(participants, outcomes, windows=windows)
@@ -115,8 +116,9 @@ def _pooled_imputations(results, imputations: int) -> list[dict]:
 def _run(tasks, jobs: int, data: dict, progress=None) -> list:
     """Each task's result, in the order of ``tasks``: in this process, or in a pool of
     ``jobs`` forked processes (every task is deterministic, so the results are the same).
-    The tasks read ``data`` (the derived tables), which forked workers inherit: they read
-    nothing from disk and nothing large is pickled."""
+    The tasks read ``data`` (the derived tables), which forked workers inherit: nothing
+    large is pickled, and only the overall task reads a file (the visits, which it alone
+    uses, while the other tasks run)."""
     bar = progress(len(tasks), "analyses") if progress else None
     try:
         return run_tasks(tasks, jobs, (lambda _: bar.update()) if bar else None, data)
@@ -138,7 +140,7 @@ def fit_all(paths: Paths, progress=None, seed=None, imputations: int = 20, jobs:
     # the analyses get the participants in (trial, participant) order: every sample drawn from
     # them is then in that order already and is not sorted again (results do not depend on it)
     in_order = participants.sort_values(["trial_id", "participant_id"], kind="stable", ignore_index=True)
-    data = dict(participants=in_order, outcomes=outcomes, visits=read_csv(paths.derived_file("visits")),
+    data = dict(participants=in_order, outcomes=outcomes, visits_file=paths.derived_file("visits"),
                 trials=read_csv(paths.derived_file("trials")))
     tasks = _tasks(imputations)
     results = _run(tasks, jobs, data, progress)
