@@ -184,7 +184,7 @@ def logistic_trial_regression(codes, k, z, y, ridge=1e-4, iters=50, start=None, 
     chunks = RowChunks(codes) if chunks is None else chunks
     if chunks.order is not None:
         z, y = z[chunks.order], y[chunks.order]
-    room = np.empty((min(len(y), RowChunks.CHUNK_ROWS), p + 2))  # a run's [z * w, w, y - mu]
+    room = np.empty((max((last - first for first, last, *_ in chunks.runs), default=0), p + 2))  # [z w, w, y - mu]
 
     def blocks(alpha, beta):
         """Gradient and Hessian blocks at (alpha, beta), in one pass over the rows by runs
@@ -285,7 +285,8 @@ def _draw_unmeasured_intercepts(alpha, alpha_var, n_unmeasured, rng):
 class _VariableModel:
     """What the imputation model of one incomplete variable needs that does not change
     between chained-equations cycles or imputations (its missing rows, the trials that
-    measured it, the trial indicator and row runs of its observed rows): made once, used m x cycles times."""
+    measured it, the trial indicator and row runs of its observed rows): made once, used
+    m x cycles times."""
 
     def __init__(self, codes, miss):
         self.miss = miss
