@@ -12,6 +12,7 @@ seed. ``simulate`` returns the latent clean data that harmonisation must reprodu
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -117,6 +118,12 @@ def _scaled_sizes(rng, n_trials: int, n_total: int) -> np.ndarray:
     raw = np.exp(rng.normal(0, 0.6, n_trials))
     sizes = np.maximum(10, np.floor(raw / raw.sum() * n_total)).astype(int)
     sizes[np.argmax(sizes)] += n_total - sizes.sum()
+    if sizes.min() < 10:
+        # near 10 participants a trial, raising the small trials to 10 took more than the
+        # largest had: give every trial 10 and share out the rest (larger averages keep the
+        # sizes above, and so their data)
+        sizes = 10 + np.floor(raw / raw.sum() * (n_total - 10 * n_trials)).astype(int)
+        sizes[np.argmax(sizes)] += n_total - sizes.sum()
     return sizes
 
 
@@ -482,15 +489,25 @@ def _plant_dirty(d, w, p, names, rng):
     used = set()
 
     def pick():
-        while True:
+        """A row whose neighbours are clean too, or None when no such row is left (a trial
+        too small for all its planted problems keeps the ones that fit). Rows are drawn until
+        one fits; whether any fits at all is asked only after many misses, so that a trial
+        with room draws exactly the rows it always drew."""
+        if d.n < 3:
+            return None
+        for misses in itertools.count():
             j = int(rng.integers(1, d.n - 1))
             if not used & {j - 1, j, j + 1}:
                 used.update({j - 1, j, j + 1})
                 return j
+            if misses == 1000 and all(used & {i - 1, i, i + 1} for i in range(1, d.n - 1)):
+                return None
 
     idcol = names["id"]
     for kind in d.dirty:
         j = pick()
+        if j is None:
+            break
         if kind == "missing_arm":
             w.loc[j, names["arm"]] = np.nan
             dirty.append((w.loc[j, idcol], kind))

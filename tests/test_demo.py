@@ -55,6 +55,24 @@ def test_calibration_dropout_and_dirty_records():
     assert 0.08 < share < 0.30
 
 
+def test_trials_too_small_for_their_planted_problems_keep_those_that_fit():
+    """A scaled demo of small trials (ten participants on average, the least it allows): each
+    trial has at least 10 rows and the sizes add up (a trial of -54 rows came out before);
+    each planted problem takes a row whose neighbours are clean, so a trial of n rows holds at
+    most n // 3 of them, and the generator plants what fits and goes on (it used to search
+    forever for a free row). Source of truth: the designs' sizes and planned problems."""
+    sizes = [d.n for d in demo.designs(40, 400)]
+    assert min(sizes) >= 10 and sum(sizes) == 400
+    data = demo.simulate(1, n_trials=40, n_total=400)  # seed 1: trial T07 (10 rows) has room for 2 of its 3
+    planted = data.dirty.groupby("trial_id").size()
+    for d in demo.designs(40, 400):
+        n_planted = int(planted.get(d.trial_id, 0))
+        assert n_planted <= min(len(d.dirty), d.n // 3)
+        if d.n >= 3 and d.dirty:
+            assert n_planted >= 1
+    assert any(planted.get(d.trial_id, 0) < len(d.dirty) for d in demo.designs(40, 400))  # the case is met
+
+
 def test_raw_values_lie_on_the_instrument_grid():
     data = demo.simulate(2020)
     for d in demo.designs():
