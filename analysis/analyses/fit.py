@@ -40,8 +40,8 @@ def load_derived(paths: Paths) -> tuple[pd.DataFrame, pd.DataFrame]:
     return read_csv(files[0]), read_csv(files[1])
 
 
-# small enough to balance two processes (four tasks of a fifth of the fit's time at most),
-# large enough to keep the set-up's share small (2.5 s a task at a million participants)
+# small enough to balance two processes (each task at most an eighth of the fit's CPU time
+# at a million participants), large enough to keep the set-up's share small (2.5 s a task there)
 IMPUTATIONS_PER_TASK = 10
 
 
