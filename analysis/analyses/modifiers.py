@@ -33,7 +33,7 @@ from analysis.settings import (
 __all__ = ["MODIFIER_COLUMNS", "availability_matrix", "modifier_sample", "fit_modifier",
            "modifier_estimates", "rcs_nonlinear_term", "logistic_modifier_design", "logistic_interaction",
            "per_trial_interaction", "pool_per_trial", "effect_curve", "curve_grid", "modifier_method", "holm",
-           "modifier_fits", "modifier_tables"]
+           "modifier_fits", "modifier_tables", "interaction_columns"]
 
 CONTINUOUS_COVARIATES = tuple(c for c in COVARIATES if c not in BINARY_COVARIATES)
 MODIFIER_COLUMNS = RESULT_COLUMNS + [
@@ -69,18 +69,25 @@ def rcs_nonlinear_term(x, knots):
     return (pos(x - t1) - pos(x - t2) * (t3 - t1) / (t3 - t2) + pos(x - t3) * (t2 - t1) / (t3 - t2)) / (t3 - t1) ** 2
 
 
+def interaction_columns(d: Sample, covariate):
+    """The interaction model's columns besides each trial's own baseline slope: the covariate
+    centred within trial (its trial-specific slope), then exercise, exercise x centred
+    covariate (within) and exercise x trial mean (across) as common terms, with their names.
+    ``d`` is centred on ``covariate``."""
+    ex, xc, xbar = d["exercise"], d["xc"], d["xbar"]
+    return xc, [ex, ex * xc, ex * xbar], ["exercise", f"exercise:{covariate}", f"exercise:{covariate}:across"]
+
+
 def continuous_design(d: Sample, outcome, covariate, spline=None, spline_interaction=True):
     """Per-trial statistics of the interaction model: each trial's own baseline slope and
     covariate slope (and spline term), common exercise, within and across interactions (and,
     unless ``spline_interaction`` is False, exercise x spline: the non-linear model)."""
-    ex, xc, xbar = d["exercise"], d["xc"], d["xbar"]
+    xc, x, terms = interaction_columns(d, covariate)
     z = [d[BASELINE[outcome]], xc]
-    x = [ex, ex * xc, ex * xbar]
-    terms = ["exercise", f"exercise:{covariate}", f"exercise:{covariate}:across"]
     if spline is not None:
         z.append(spline)
     if spline is not None and spline_interaction:
-        x.insert(2, ex * spline)
+        x.insert(2, d["exercise"] * spline)
         terms.insert(2, f"exercise:{covariate}:nonlinear")
     return sufficient_stats(d.trial, d[outcome], np.column_stack(x), np.column_stack(z), terms=terms)
 

@@ -119,7 +119,6 @@ class _Data:
         self.outer_t = np.take(self.base_t, self.upper[0], axis=1) * np.take(self.base_t, self.upper[1], axis=1)
         self._bounds_t = self._bounds(self.codes[self.treated])
         self._bounds_c = self._bounds(self.codes[self.control])
-        self.counts_t = self._bounds_t[1] - self._bounds_t[0]
         self._indicator_t = group_indicator(self.codes_t, self.k)
         self._indicator_c = group_indicator(self.codes[self.control], self.k)
         self._node_buffers = ()

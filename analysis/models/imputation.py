@@ -285,10 +285,10 @@ def _draw_unmeasured_intercepts(alpha, alpha_var, n_unmeasured, rng):
 class _VariableModel:
     """What the imputation model of one incomplete variable needs that does not change
     between chained-equations cycles or imputations (its missing rows, the trials that
-    measured it, the trial indicator and row runs of its observed rows): made once, used
-    m x cycles times."""
+    measured it, and what its regression sums its observed rows by: the trial indicator of
+    a linear model, the row runs of a logistic one): made once, used m x cycles times."""
 
-    def __init__(self, codes, miss):
+    def __init__(self, codes, miss, binary):
         self.miss = miss
         self.observed = ~miss
         self.observed_rows, self.missing_rows = np.flatnonzero(self.observed), np.flatnonzero(miss)
@@ -297,8 +297,8 @@ class _VariableModel:
         self.renumber = np.cumsum(self.measuring) - 1  # trial number among the measuring trials
         self.k = int(self.measuring.sum())
         self.codes_obs = self.renumber[codes[self.observed]]
-        self.indicator = group_indicator(self.codes_obs, self.k)
-        self.chunks = RowChunks(self.codes_obs)
+        self.indicator = None if binary else group_indicator(self.codes_obs, self.k)
+        self.chunks = RowChunks(self.codes_obs) if binary else None
         self.codes_miss = codes[miss]
         measured_rows = self.measuring[self.codes_miss]
         self.unmeasured_rows = ~measured_rows
@@ -388,7 +388,8 @@ class ChainedImputer:
         self.outcomes = [o for o in outcomes if o not in never]
         self.variables = [v for v in dict.fromkeys(always[1:] + self.covariates + self.outcomes)
                           if np.isnan(self.data[:, self.col[v]]).any()]
-        self.models = {v: _VariableModel(self.codes, np.isnan(self.data[:, self.col[v]])) for v in self.variables}
+        self.models = {v: _VariableModel(self.codes, np.isnan(self.data[:, self.col[v]]), v in self.binary)
+                       for v in self.variables}
         interacting = [c for c in self.covariates + self.outcomes if c not in always]
         self.design_col = {c: j for j, c in enumerate(names + ["exercise*" + c for c in interacting])}
         self.predictors = {v: self._predictor_columns(v) for v in self.variables}
