@@ -582,6 +582,18 @@ class _ProfiledML(_ProfiledREML):
 
 
 _FIRST_GRID = np.linspace(-14.0, 9.0, 93)
+_FIRST_GAMMAS = np.exp(_FIRST_GRID)
+_REFINE_POINTS = np.arange(41.0)
+
+
+def _refined_grid(centre: float, step: float) -> np.ndarray:
+    """np.linspace(centre - step, centre + step, 41), value for value (the same arithmetic:
+    tested), without its per-call overhead: a REML fit takes two, and at the demo's size
+    the overhead of its small steps is most of a fit's time."""
+    start, stop = centre - step, centre + step
+    grid = _REFINE_POINTS * ((stop - start) / 40) + start
+    grid[-1] = stop
+    return grid
 
 
 def _gamma_optimum(st: TrialStats):
@@ -590,21 +602,24 @@ def _gamma_optimum(st: TrialStats):
     A grid over log(gamma) in [-14, 9] (step 0.25), two successive 41-point grids around the
     best point (each shrinks the step twentyfold, to 6e-4), then the vertex of the parabola
     through the best point and its neighbours; all in batched evaluations. Finally the boundary
-    gamma = 0 is compared (a boundary fit is reported, not treated as a failure)."""
+    gamma = 0 is compared (a boundary fit is reported, not treated as a failure). Returns gamma,
+    whether it is a maximum, and the derivatives of ``_polish_gamma`` (or None)."""
     f = _ProfiledREML(st)
-    grid = _FIRST_GRID
+    grid, gammas = _FIRST_GRID, _FIRST_GAMMAS
     for first in (True, False):
-        dev = f(np.exp(grid))
-        if first and np.all(np.isfinite(dev)) and np.ptp(dev) <= 1e-9 * max(1.0, abs(float(dev.min()))):
-            # flat from tau^2/sigma^2 = e^-14 to e^9 (e.g. two trials and two trial-level
-            # terms): tau^2 is not identified, and which end looks higher is rounding
-            return float(np.exp(_FIRST_GRID[-1])), False
+        dev = f(gammas)
+        if first:
+            low, high = float(dev.min()), float(dev.max())
+            if np.isfinite(low) and np.isfinite(high) and high - low <= 1e-9 * max(1.0, abs(low)):
+                # flat from tau^2/sigma^2 = e^-14 to e^9 (e.g. two trials and two trial-level
+                # terms): tau^2 is not identified, and which end looks higher is rounding
+                return float(np.exp(_FIRST_GRID[-1])), False, None
         i = int(np.argmin(dev))
         if i == 0 and grid[0] <= -14.0:
             break  # the likelihood keeps rising towards gamma = 0
-        step = grid[1] - grid[0]
-        grid = np.linspace(grid[i] - step, grid[i] + step, 41)
-    dev = f(np.exp(grid))
+        grid = _refined_grid(grid[i], grid[1] - grid[0])
+        gammas = np.exp(grid)
+    dev = f(gammas)
     i = int(np.argmin(dev))
     best_log, best_dev = grid[i], dev[i]
     if 0 < i < len(grid) - 1:
@@ -620,43 +635,48 @@ def _gamma_optimum(st: TrialStats):
     else:
         at_zero = f([0.0])[0]
     if at_zero <= best_dev + 1e-9 or best_log <= -14.0:
-        return 0.0, True  # boundary: the likelihood is maximised at tau^2 = 0 (lme4: singular)
+        return 0.0, True, None  # boundary: the likelihood is maximised at tau^2 = 0 (lme4: singular)
     edge = float(np.exp(_FIRST_GRID[-1]))
     if best_log >= _FIRST_GRID[-1] or f([edge])[0] <= best_dev + 1e-9 * max(1.0, abs(best_dev)):
         # still rising at tau^2/sigma^2 = e^9, or as high there as at the best point up to
         # rounding (a flat profile, e.g. two trials and two trial-level terms, whose "optimum"
         # only the order of summation decides): no maximum, tau^2 not identified
-        return edge, False
-    return _polish_gamma(st, float(np.exp(best_log))), bool(np.isfinite(best_dev))
+        return edge, False, None
+    gamma, derivatives = _polish_gamma(st, float(np.exp(best_log)))
+    return gamma, bool(np.isfinite(best_dev)), derivatives
 
 
 _POLISH_RANGE = 0.01  # in log(gamma): about 16 times the last grid step
 
 
-def _polish_gamma(st: TrialStats, gamma: float) -> float:
+def _polish_gamma(st: TrialStats, gamma: float):
     """Newton steps on the REML score in (sigma^2, tau^2) from the grid's optimum. Where the
     profile is flat (tau^2 barely identified) the grid's parabola finds the optimum only to
     about 1e-5; the root of the analytic score is found to rounding, so that fits from the
-    same data summed in another order (e.g. per site) agree to 1e-9 and better."""
-    _, sigma2 = _profiled_deviance(st, gamma)
+    same data summed in another order (e.g. per site) agree to 1e-9 and better.
+
+    Returns the polished gamma and, when the last Newton step moved the parameters by less
+    than 1e-13 of their values (the root, to rounding), the derivatives computed for it:
+    the Satterthwaite df need them at that point, and they would otherwise be computed again
+    at a point within rounding of it."""
+    dev, sigma2 = _profiled_deviance(st, gamma)  # the REML deviance at the profiled sigma^2
     tau2 = gamma * sigma2
-    dev = reml_deviance(st, sigma2, tau2)
     for _ in range(8):
-        grad, hess, _ = _derivatives(st, sigma2, tau2, False, [True, True])
+        derivatives = _derivatives(st, sigma2, tau2, False, [True, True])
         try:
-            step = np.linalg.solve(hess, grad)
+            step = np.linalg.solve(derivatives[1], derivatives[0])
         except np.linalg.LinAlgError:
             break
         new_sigma2, new_tau2 = sigma2 - step[0], tau2 - step[1]
         if new_sigma2 <= 0 or new_tau2 <= 0 or abs(np.log(new_tau2 / new_sigma2 / gamma)) > _POLISH_RANGE:
             break  # a polish, not a search: it stays within the grid's last step of the optimum
+        if abs(step[1]) <= 1e-13 * tau2 and abs(step[0]) <= 1e-13 * sigma2:
+            return float(new_tau2 / new_sigma2), derivatives  # a move within rounding: the root
         new_dev = reml_deviance(st, new_sigma2, new_tau2)
         if not new_dev <= dev + 1e-12 * abs(dev):
             break  # not a descent (far from quadratic): keep the grid's optimum
         sigma2, tau2, dev = new_sigma2, new_tau2, new_dev
-        if abs(step[1]) <= 1e-13 * tau2 and abs(step[0]) <= 1e-13 * sigma2:
-            break
-    return float(tau2 / sigma2)
+    return float(tau2 / sigma2), None
 
 
 def _fit_trial_specific(st: TrialStats, gamma0: float, sigma2_0: float):
@@ -732,8 +752,9 @@ def fit_reml(
     if random_effect and k < 2:
         random_effect = False
         message = "fewer than two trials contribute: tau^2 is not estimable, common-effect model fitted"
+    derivatives = None
     if random_effect:
-        gamma, converged = _gamma_optimum(st)
+        gamma, converged, derivatives = _gamma_optimum(st)
         if not converged:
             message = ("tau^2 not identified: the restricted likelihood keeps rising as tau^2 grows "
                        "(too few trials for the model's trial-level terms); estimates at tau^2/sigma^2 = e^9")
@@ -756,7 +777,9 @@ def fit_reml(
     if inference == "satterthwaite":
         # a tau^2 that is not identified (no maximum) is held where the search stopped
         active = [True] * (st.k if residual == "trial" else 1) + [random_effect and not boundary and converged]
-        _, hess, dcov = _derivatives(st, sig, tau2, residual == "trial", active)
+        if derivatives is None or not all(active) or residual == "trial":
+            derivatives = _derivatives(st, sig, tau2, residual == "trial", active)
+        _, hess, dcov = derivatives
         try:
             hinv = np.linalg.inv(hess)
         except np.linalg.LinAlgError:

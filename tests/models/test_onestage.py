@@ -406,3 +406,34 @@ def test_batched_ml_profile_equals_ml_deviance_and_a_scalar_search(seed):
         expected = min(search.fun, _ml_profiled(st, 0.0))
         assert fit_ml_deviance(st) == pytest.approx(expected, rel=1e-9)
         assert fit_ml_deviance(st) <= expected + 1e-9 * abs(expected)
+
+
+def test_refined_grid_is_numpys_linspace_value_for_value():
+    """Source of truth: np.linspace(centre - step, centre + step, 41), which the REML search
+    used before; the replacement must give the same grid to the last bit (exact equality), so
+    that the search visits the same points."""
+    from analysis.models.onestage import _refined_grid
+
+    rng = np.random.default_rng(7)
+    for centre, step in zip(rng.uniform(-14, 9, 2000), rng.choice([0.25, 0.0125, 0.25 / 400], 2000)):
+        assert np.array_equal(_refined_grid(centre, step), np.linspace(centre - step, centre + step, 41))
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4, 5])  # seed 1 has tau^2 at the boundary (no polish)
+def test_satterthwaite_df_from_the_polish_equal_those_at_the_optimum(seed):
+    """Source of truth: ``_derivatives`` evaluated afresh at the fit's (sigma^2, tau^2), the
+    route the fit took before it reused the derivatives of the polish's last Newton step
+    (computed within 1e-13 of that point). Their df agree to 1e-10 relative (the Hessian
+    moves by about the step, 1e-13; 1e-10 is the issue's bound for a changed order of
+    arithmetic), and the reuse happens (the polish returns derivatives) in these fits."""
+    from analysis.models.onestage import _derivatives, _gamma_optimum
+
+    d = continuous_ipd(np.random.default_rng(seed), k=12, tau=5.0)
+    for covariate in (False, True):
+        st = _stats(d, covariate=covariate)
+        assert _gamma_optimum(st)[2] is not None
+        fit = fit_reml(st)
+        _, hess, dcov = _derivatives(st, fit.sigma2, fit.tau2, False, [True, True])
+        hinv = np.linalg.inv(hess)
+        fresh = [2 * fit.cov[j, j] ** 2 / (2 * dcov[:, j, j] @ hinv @ dcov[:, j, j]) for j in range(len(fit.terms))]
+        np.testing.assert_allclose(fit.df, fresh, rtol=1e-10)
