@@ -708,10 +708,7 @@ def _write_trial(d: TrialDesign, w, labels, raw_dir: Path) -> Path:
     elif d.fmt == "csv_semicolon":
         w.to_csv(path, index=False, sep=";", decimal=",")
     elif d.fmt == "xlsx":
-        sheets = w if isinstance(w, dict) else {"data": w}
-        with pd.ExcelWriter(path) as xl:
-            for name, sheet in sheets.items():
-                sheet.to_excel(xl, index=False, sheet_name=name)
+        _write_xlsx(path, w if isinstance(w, dict) else {"data": w})
     else:
         out = _numeric_where_possible(w)
         if d.fmt == "xpt":  # SAS transport, version 8 (long variable names)
@@ -720,6 +717,27 @@ def _write_trial(d: TrialDesign, w, labels, raw_dir: Path) -> Path:
             writer = pyreadstat.write_sav if d.fmt == "sav" else pyreadstat.write_dta
             writer(out, str(path), variable_value_labels={k: v for k, v in labels.items() if k in out.columns})
     return path
+
+
+def _write_xlsx(path: Path, sheets: dict) -> None:
+    """The frames as the sheets of one workbook, a header row then one row per record, missing
+    values as empty cells: what pandas' to_excel writes, as read back (tested), streamed row by
+    row in openpyxl's write-only mode instead of a styled cell object per value (2.5 times
+    faster; the demo's five workbooks were a third of the time spent generating it)."""
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    for name, frame in sheets.items():
+        sheet = book.create_sheet(name)
+        sheet.append([str(c) for c in frame.columns])
+        columns = []
+        for c in frame.columns:
+            values = frame[c].to_numpy(object, copy=True)
+            values[frame[c].isna().to_numpy()] = None
+            columns.append(values)
+        for row in zip(*columns):
+            sheet.append(row)
+    book.save(path)
 
 
 def _numeric_where_possible(w: pd.DataFrame) -> pd.DataFrame:
