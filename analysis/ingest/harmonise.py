@@ -26,7 +26,7 @@ from analysis.ingest.guards import cross_trial_problems, spec_problems
 from analysis.ingest.instruments import INSTRUMENTS
 from analysis.ingest.readers import is_excel_serial
 from analysis.ingest.records import Records, TrialState, assign_windows, build_records, display, read_tables
-from analysis.ingest.spec import TrialSpec, code_key, code_keys, load_specs
+from analysis.ingest.spec import TrialSpec, code_key, code_keys, distinct_code_keys, load_specs
 from analysis.parallel import run_tasks
 from analysis.settings import PLAUSIBLE, RECOVERY_THRESHOLD, RECOVERY_TOLERANCE, WINDOWS
 
@@ -211,16 +211,18 @@ def _dates(t: TrialState, records: Records, column: str, date_format: str | None
 
 
 def _coded(t: TrialState, records: Records, spec_field, name) -> np.ndarray:
-    raw = records.rec[spec_field.column]
-    keys = code_keys(raw)
-    missing_codes = set(spec_field.missing)
-    unknown = keys[keys.notna() & ~keys.isin(list(spec_field.codes)) & ~keys.isin(missing_codes)]
-    if len(unknown):
-        vals = sorted(set(unknown))
+    """The 0/1 values of a coded covariate (NaN where missing or a missing code), looked up
+    once per distinct raw value; a value without a code stops harmonisation."""
+    numbers, keys = distinct_code_keys(records.rec[spec_field.column])
+    known, missing_codes = spec_field.codes, set(spec_field.missing)
+    unknown = [j for j, key in enumerate(keys) if key not in known and key not in missing_codes]
+    if unknown:
+        vals = sorted({keys[j] for j in unknown})
         raise t.error(f"value(s) {', '.join(map(repr, vals))} have no code in covariates.{name}.codes "
-                      f"({len(unknown)} rows)", t.source_of(spec_field.column), column=spec_field.column,
-                      expected=f"one of {sorted(spec_field.codes)} or a listed missing code")
-    return keys.map(spec_field.codes).astype(float).to_numpy()
+                      f"({int(np.isin(numbers, unknown).sum())} rows)", t.source_of(spec_field.column),
+                      column=spec_field.column, expected=f"one of {sorted(spec_field.codes)} or a listed missing code")
+    # number -1 (a missing value) takes the NaN at the end
+    return np.array([float(known[key]) if key in known else np.nan for key in keys] + [np.nan])[numbers]
 
 
 # ----------------------------------------------------------------------------- the trial
@@ -394,13 +396,14 @@ def _logs(t: TrialState, records: Records, keep: np.ndarray):
     for r, p, reason in t.orphans:
         excl.append((spec.trial_id, *t.origin[r], code_key(p) if p else "", reason))
         excluded_rows.add(r)
+    # sorted (by file and row; Python's sort is stable, as the frame's was) and without repeats
+    # as lists: sorting and de-duplicating a few rows as frames cost more than the rest of the logs
+    excl.sort(key=lambda row: (row[1], row[2]))
     exclusions = pd.DataFrame(excl, columns=EXCLUSION_COLUMNS).astype({"source_row": "int64"})  # int when empty
-    exclusions = exclusions.sort_values(["source_file", "source_row"], kind="stable").reset_index(drop=True)
-    issues = [(spec.trial_id, *t.origin[r], p, col, v, reason) for r, p, col, v, reason in t.issues
-              if r >= 0 and r not in excluded_rows]
+    issues = sorted(((spec.trial_id, *t.origin[r], p, col, v, reason) for r, p, col, v, reason in t.issues
+                     if r >= 0 and r not in excluded_rows), key=lambda row: (row[1], row[2], row[4]))
+    issues = list(dict.fromkeys(issues))  # the first of identical rows (every value is text, an int or None)
     value_issues = pd.DataFrame(issues, columns=VALUE_ISSUE_COLUMNS).astype({"source_row": "int64"})
-    value_issues = value_issues.sort_values(["source_file", "source_row", "column"], kind="stable")
-    value_issues = value_issues.drop_duplicates().reset_index(drop=True)
     used = {t.origin[r] for i in np.flatnonzero(keep) for r in records.rows[i] if r not in t.unused}
     return exclusions, value_issues, used
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from analysis.errors import InputError
 from analysis.ingest.readers import read_raw
-from analysis.ingest.spec import Source, TrialSpec, code_keys
+from analysis.ingest.spec import Source, TrialSpec, code_keys, distinct_code_keys
 from analysis.settings import WINDOWS
 
 __all__ = ["TrialState", "Records", "read_tables", "build_records", "assign_windows", "display"]
@@ -115,7 +115,8 @@ def _read_table(t: TrialState, source: Source) -> pd.DataFrame:
         codes = spec.missing_codes(col)
         hit = np.zeros(len(data), bool)
         if codes:
-            hit = present & code_keys(values).isin(codes).to_numpy()
+            numbers, keys = distinct_code_keys(values)
+            hit = present & np.array([key in codes for key in keys] + [False])[numbers]
             if hit.any():
                 t.issue(data.index[hit], pid[hit], col, [display(v) for v in values[hit]], "missing_code")
         declared = table.declared_missing.get(col)
