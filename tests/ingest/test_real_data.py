@@ -209,6 +209,24 @@ def test_missing_value_codes_are_set_missing_counted_and_never_exclusions(tmp_pa
     assert any(step == "missing-value codes set missing" and detail.startswith("age: 2") for step, detail in r.log)
 
 
+def test_coded_covariates_map_codes_and_stop_at_a_value_without_one(tmp_path):
+    """Source of truth: the spec's codes. A coded covariate maps each raw code however it is
+    written (1, 1.0, " 1 ") to 0/1, its missing code and empty cells to missing; a value the
+    spec does not code stops harmonisation with the file, the column, the values and how many
+    rows carry them (never guessed)."""
+    data = _wide(8).astype(object)
+    data["work"] = [1, "1.0", " 2 ", 2, 9, None, 1, 2]
+    coded = {"column": "work", "codes": {1: 1, 2: 0}, "missing": [9]}
+    spec = _spec(covariates={"age": {"column": "age"}, "heavy_work": coded})
+    r = _run(_trial(tmp_path, spec, {"R1.csv": data}))
+    np.testing.assert_array_equal(r.participants.heavy_work.to_numpy(), [1, 1, 0, 0, np.nan, np.nan, 1, 0])
+    data["work"] = [1, "yes", 2, "yes", "maybe", 2, 1, 2]
+    with pytest.raises(InputError) as err:
+        _run(_trial(tmp_path / "bad", spec, {"R1.csv": data}))
+    message = err.value.message()
+    assert "'maybe', 'yes'" in message and "(3 rows)" in message and "work" in message and "R1.csv" in message
+
+
 def test_spss_and_stata_missing_value_declarations_are_honoured(tmp_path):
     data = _wide(12)
     data.loc[1, "pain3"] = -1.0
