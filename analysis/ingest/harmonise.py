@@ -464,11 +464,18 @@ def instruments_table() -> pd.DataFrame:
                          for i in INSTRUMENTS.values()])
 
 
-def _each_trial(specs, raw_dir, progress=None, jobs: int = 1) -> list[TrialResult]:
-    """harmonise_trial for every spec, in spec order: here, or in ``jobs`` forked processes
+def _harmonised(spec: TrialSpec, raw_dir) -> tuple[TrialResult, list[str]]:
+    """A trial's result and the signs that its spec is wrong (``spec_problems``), computed
+    where the trial was harmonised (a thousand trials' checks took a second in the parent)."""
+    result = harmonise_trial(spec, raw_dir)
+    return result, spec_problems(result)
+
+
+def _each_trial(specs, raw_dir, progress=None, jobs: int = 1) -> list[tuple[TrialResult, list[str]]]:
+    """``_harmonised`` for every spec, in spec order: here, or in ``jobs`` forked processes
     (each trial is independent and deterministic, so the results are the same). The first
     failing trial in spec order raises, as in a serial run."""
-    return run_tasks([(harmonise_trial, (s, raw_dir)) for s in specs], jobs,
+    return run_tasks([(_harmonised, (s, raw_dir)) for s in specs], jobs,
                      (lambda i: progress(specs[i].trial_id)) if progress else None)
 
 
@@ -481,8 +488,9 @@ def harmonise_all(spec_dir, raw_dir, progress=None, jobs: int = 1) -> tuple[list
     if problems:
         raise InputError(problems[0], file=Path(spec_dir), hint="fix the spec; `python -m analysis check` lists "
                                                                  "every problem")
-    results = _each_trial(specs, raw_dir, progress, jobs)
-    problems = [p for r in results for p in spec_problems(r)] + cross_trial_problems(specs, results)
+    harmonised = _each_trial(specs, raw_dir, progress, jobs)
+    results = [result for result, _ in harmonised]
+    problems = [p for _, found in harmonised for p in found] + cross_trial_problems(specs, results)
     if problems:
         raise InputError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
                          file=Path(spec_dir), hint="the spec is the likely problem; `python -m analysis check` "

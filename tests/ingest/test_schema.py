@@ -35,3 +35,20 @@ def test_a_log_row_without_its_source_or_reason_is_rejected():
         row[i] = bad
         with pytest.raises(pa.errors.SchemaError):
             VALUE_ISSUES.validate(pd.DataFrame([row], columns=VALUE_ISSUE_COLUMNS))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_derived_tables_validated_side_by_side_fail_as_in_order(demo_run, jobs):
+    """Source of truth: the serial order (participants, outcomes, exclusions, value issues).
+    harmonise validates the four tables in ``jobs`` processes; the demo's pass, and with a bad
+    outcome and a bad log row the error raised is the outcomes' (the first bad table in that
+    order), naming the table, the column and the value."""
+    from analysis.pipeline import _validate_derived
+
+    tables = {name: demo_run.tables[name].copy() for name in ("participants", "outcomes", "exclusions",
+                                                               "value_issues")}
+    _validate_derived(tables, jobs)
+    tables["outcomes"].loc[3, "pain"] = 250.0
+    tables["value_issues"].loc[0, "source_row"] = -5
+    with pytest.raises(InputError, match=r"derived outcomes failed validation: column pain.*250"):
+        _validate_derived(tables, jobs)
