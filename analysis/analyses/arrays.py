@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.analyses.samples import needed_columns
+from analysis.analyses.samples import in_key_order, needed_columns
 
 __all__ = ["Arms", "Sample", "as_sample", "usable_trials"]
 
@@ -27,7 +27,7 @@ class Arms:
     exercise and outcome columns), sorted by trial and participant once."""
 
     def __init__(self, frame: pd.DataFrame, columns):
-        d = frame if _sorted_by_id(frame) else frame.sort_values(["trial_id", "participant_id"], kind="stable")
+        d = frame if in_key_order(frame) else frame.sort_values(["trial_id", "participant_id"], kind="stable")
         self.trial = d.trial_id.to_numpy()
         self.columns = {c: d[c].to_numpy(float) for c in dict.fromkeys(["exercise", *columns])}
         self._observed = {c: ~np.isnan(v) for c, v in self.columns.items()}
@@ -42,16 +42,6 @@ class Arms:
         keep = np.logical_and.reduce([self._observed[c] for c in needed])
         return Sample(self.trial[keep], {c: self.columns[c][keep] for c in dict.fromkeys(needed + ["exercise"])},
                       covariate)
-
-
-def _sorted_by_id(frame: pd.DataFrame) -> bool:
-    """Are the rows in (trial_id, participant_id) order already? A comparison of neighbours
-    costs a twentieth of a sort (and fit_all hands every analysis sorted participants)."""
-    trial, pid = frame.trial_id.to_numpy(), frame.participant_id.to_numpy()
-    if len(trial) < 2:
-        return True
-    same = trial[1:] == trial[:-1]
-    return bool(np.all((trial[1:] > trial[:-1]) | (same & (pid[1:] > pid[:-1]))))
 
 
 def as_sample(d, covariate=None) -> Sample:

@@ -164,9 +164,13 @@ class WindowArms:
         self.participants, self.outcomes, self.frames = participants, outcomes, frames
         self._built: dict = {}
 
+    def frame(self, window) -> pd.DataFrame:
+        """The window's join of these participants and outcomes (``window_frame``)."""
+        return self.frames(window) if self.frames else window_frame(self.participants, self.outcomes, window)
+
     def __call__(self, window) -> dict:
         if window not in self._built:
-            frame = self.frames(window) if self.frames else window_frame(self.participants, self.outcomes, window)
+            frame = self.frame(window)
             self._built[window] = {c: Arms(comparison_participants(frame, c), _SAMPLE_COLUMNS) for c in COMPARISONS}
         return self._built[window]
 

@@ -137,10 +137,28 @@ def improvement_recovery(participants, outcomes, share=RECOVERY_IMPROVEMENT) -> 
     """Alternative recovery: at least ``share`` improvement from baseline in pain and function."""
     o = outcomes.merge(participants[["trial_id", "participant_id", "pain_bl", "function_bl"]],
                        on=["trial_id", "participant_id"], how="left")
-    ok = o.pain.notna() & o.function.notna() & (o.pain_bl > 0) & (o.function_bl > 0)
+    return outcomes.assign(recovered=_improved(o, share))
+
+
+def _improved(d: pd.DataFrame, share=RECOVERY_IMPROVEMENT) -> np.ndarray:
+    """Recovery as at least ``share`` improvement from baseline (pain, function, pain_bl and
+    function_bl of each row; NaN where one is missing or a baseline is 0)."""
+    ok = d.pain.notna() & d.function.notna() & (d.pain_bl > 0) & (d.function_bl > 0)
     tol = RECOVERY_TOLERANCE  # the boundary case (7 of 24 after 10 of 24 is exactly 30 %) is common
-    rec = ((o.pain <= (1 - share) * o.pain_bl + tol) & (o.function <= (1 - share) * o.function_bl + tol)).astype(float)
-    return outcomes.assign(recovered=rec.where(ok).to_numpy())
+    rec = ((d.pain <= (1 - share) * d.pain_bl + tol) & (d.function <= (1 - share) * d.function_bl + tol)).astype(float)
+    return rec.where(ok).to_numpy()
+
+
+def _with_improvement_recovery(frame: pd.DataFrame) -> pd.DataFrame:
+    """A window's join (``window_frame``) with recovery as improvement from baseline: the join
+    of ``improvement_recovery``'s outcomes, without joining again."""
+    return frame.assign(recovered=_improved(frame))
+
+
+def _of_trials(frame: pd.DataFrame, trials: set) -> pd.DataFrame:
+    """The rows of ``trials`` in a window's join: the join of those trials' participants and
+    outcomes (the merge keeps the participants' order), without joining again."""
+    return frame[frame.trial_id.isin(trials)].reset_index(drop=True)
 
 
 def _mi_sample(participants, outcomes, comparison, window="short"):
@@ -294,12 +312,17 @@ def sensitivity_estimates(participants, outcomes, visits, trials, m=20, seed=202
     step(overall_rows(participants, outcomes, [r for r in ALL_OVERALL if r[1] != "recovered"],
                       analysis="trial_residual_variances", residual="trial", windows=windows))
     step(leave_one_out(participants, outcomes, windows))
+    # the low-risk trials' and the improvement-defined recovery's windows from the primary
+    # windows' joins (the same rows in the same order; each join is seconds at a million)
+    # windows' joins (the same rows in the same order; each join is seconds at a million), so
+    # their WindowArms need no participants and outcomes of their own
     low = set(trials.loc[trials.risk_of_bias == "low", "trial_id"])
-    step(overall_rows(participants[participants.trial_id.isin(low)], outcomes[outcomes.trial_id.isin(low)],
-                      ALL_OVERALL, analysis="low_risk_of_bias"))
+    low_risk = WindowArms(None, None, lambda w: _of_trials(windows.frame(w), low))
+    step(overall_rows(None, None, ALL_OVERALL, analysis="low_risk_of_bias", windows=low_risk))
     step(overall_rows(participants, window_average_outcomes(visits), ALL_OVERALL, analysis="window_average"))
-    step(overall_rows(participants, improvement_recovery(participants, outcomes),
-                      [r for r in ALL_OVERALL if r[1] == "recovered"], analysis="recovery_improvement"))
+    improved = WindowArms(None, None, lambda w: _with_improvement_recovery(windows.frame(w)))
+    step(overall_rows(None, None, [r for r in ALL_OVERALL if r[1] == "recovered"], analysis="recovery_improvement",
+                      windows=improved))
     step(multiple_imputation(participants, outcomes, m=m, seed=seed) if imputed is None else imputed)
     table = pd.DataFrame(rows)
     for col in SENSITIVITY_COLUMNS:

@@ -23,3 +23,21 @@ def test_window_frame_refuses_a_participant_named_twice(demo_run):
     short = o[o.window == "short"]
     with pytest.raises(ValueError, match="outcomes at the short window"):
         window_frame(p, pd.concat([o, short.iloc[[3]]]), "short")
+
+
+def test_in_key_order_means_strictly_increasing_keys(demo_run):
+    """Source of truth: a stable sort by (trial_id, participant_id) and ``duplicated``. Sorted
+    unique rows are in key order; a repeated participant, or two rows swapped, are not (so
+    window_frame's duplicate check falls back to ``duplicated``: the refusal above holds for
+    sorted and unsorted participants alike)."""
+    from analysis.analyses.samples import in_key_order
+
+    p = demo_run.tables["participants"].sort_values(["trial_id", "participant_id"], kind="stable",
+                                                     ignore_index=True)
+    assert in_key_order(p) and not p.duplicated(["trial_id", "participant_id"]).any()
+    assert not in_key_order(pd.concat([p.iloc[:5], p.iloc[[4]], p.iloc[5:]], ignore_index=True))
+    assert not in_key_order(p.iloc[[1, 0, 2]])
+    assert in_key_order(p.iloc[:1])
+    o = demo_run.tables["outcomes"]
+    with pytest.raises(ValueError, match="participants: a participant"):
+        window_frame(pd.concat([p.iloc[:5], p.iloc[[4]], p.iloc[5:]], ignore_index=True), o, "short")

@@ -158,6 +158,32 @@ def test_overall_and_refitting_analyses_join_each_window_once(demo_run, monkeypa
         pd.testing.assert_frame_equal(pd.DataFrame(mine), pd.DataFrame(theirs), check_exact=True)
 
 
+def test_low_risk_and_improvement_analyses_from_the_primary_joins_equal_their_own(demo_run):
+    """sensitivity_estimates takes the low-risk-of-bias and improvement-recovery windows from
+    the primary windows' joins (rows of the low-risk trials; recovery recomputed from the
+    joined outcomes and baselines). Source of truth: each analysis on its own data, joining
+    for itself (low-risk trials' participants and outcomes; improvement_recovery's outcomes):
+    the rows must be equal exactly."""
+    from analysis.analyses.overall import ALL_OVERALL, overall_rows
+    from analysis.analyses.sensitivity import sensitivity_estimates
+
+    p, o = demo_run.tables["participants"], demo_run.tables["outcomes"]
+    trials = demo_run.tables["trials"]
+    visits = pd.read_csv(demo_run.paths.derived_file("visits"), dtype={"participant_id": str})
+    low = set(trials.loc[trials.risk_of_bias == "low", "trial_id"])
+    assert 0 < len(low) < len(trials)
+    recovered = [r for r in ALL_OVERALL if r[1] == "recovered"]
+    alone = pd.concat([
+        pd.DataFrame(overall_rows(p[p.trial_id.isin(low)], o[o.trial_id.isin(low)], ALL_OVERALL,
+                                  analysis="low_risk_of_bias")),
+        pd.DataFrame(overall_rows(p, improvement_recovery(p, o), recovered, analysis="recovery_improvement"))],
+        ignore_index=True)
+    sens = sensitivity_estimates(p, o, visits, trials, imputed=[])
+    mine = sens[sens.analysis.isin(["low_risk_of_bias", "recovery_improvement"])].reset_index(drop=True)
+    assert mine.drop(columns=list(alone.columns)).isna().all().all()  # the imputation-only columns
+    pd.testing.assert_frame_equal(mine[alone.columns], alone, check_exact=True)
+
+
 def test_completed_data_fits_equal_each_model_fitted_alone(demo_run):
     """The imputation refits share one pass of per-trial cross-products
     (``completed_data_fits``). Source of truth: each model fitted on its own, as the modifier
