@@ -34,8 +34,9 @@ def test_interrupted_write_leaves_the_old_file_intact(tmp_path):
 def test_write_csv_writes_what_pandas_writes(tmp_path, monkeypatch):
     """write_csv formats floats itself (pandas does it cell by cell through Python calls).
     Source of truth: pandas' to_csv with the same float format, byte for byte, on the values
-    that could differ (missing, -0, infinities, tiny, huge, whole numbers, ints, text with a
-    comma, empty text, None), over several chunks and on an empty frame."""
+    that could differ (missing, -0 beside 0, infinities, tiny, huge, whole numbers, repeated
+    values and values that print alike, ints, text with a comma, empty text, None), over
+    several chunks and on an empty frame."""
     from analysis import io
 
     monkeypatch.setattr(io, "_CHUNK_ROWS", 3)
@@ -43,6 +44,8 @@ def test_write_csv_writes_what_pandas_writes(tmp_path, monkeypatch):
         "trial_id": ["T1", "T2", "a,b", "", None, "T6", "T7"],
         "x": [np.nan, -0.0, np.inf, -np.inf, 1e-300, 123456789012.0, 1 / 3],
         "whole": [1.0, 0.0, 100.0, np.nan, -5.0, 2.5, 1e10],
+        "zeros": [0.0, -0.0, 0.0, -0.0, -0.0, 0.0, np.nan],  # one value to a hash, two in print
+        "grid": [2.5, 2.5, np.nan, 2.5, 0.1 + 0.2, 0.3, 0.1 + 0.2],  # repeats: formatted once each
         "n": [1, 2, 3, 4, 5, 6, 7],
         "flag": [True, False, True, False, True, False, True],
     })
