@@ -184,26 +184,30 @@ def logistic_trial_regression(codes, k, z, y, ridge=1e-4, iters=50, start=None, 
     chunks = RowChunks(codes) if chunks is None else chunks
     if chunks.order is not None:
         z, y = z[chunks.order], y[chunks.order]
-    room = np.empty((max((last - first for first, last, *_ in chunks.runs), default=0), p + 2))  # [z w, w, y - mu]
+    longest = max((last - first for first, last, *_ in chunks.runs), default=0)
+    # each run's z w, and its w and y - mu side by side: z w in an array of its own (written
+    # into columns of a wider array, the product took twice as long)
+    zw_room, wr_room = np.empty((longest, p)), np.empty((longest, 2))
 
     def blocks(alpha, beta):
         """Gradient and Hessian blocks at (alpha, beta), in one pass over the rows by runs
         (each run read once while in cache: 1.5 times faster than whole-column operations
         at 400,000 rows)."""
-        per_trial, g_b, b = np.zeros((k, p + 2)), np.zeros(p), np.zeros((p, p))
+        sum_zw, sum_wr, g_b, b = np.zeros((k, p)), np.zeros((k, 2)), np.zeros(p), np.zeros((p, p))
         for first, last, run, trials, starts in chunks.runs:
-            zr, a = z[first:last], room[:last - first]
+            zr, zw, wr = z[first:last], zw_room[:last - first], wr_room[:last - first]
             mu = special.expit(alpha[run] + zr @ beta)
-            w, resid = a[:, p], a[:, p + 1]
+            w, resid = wr[:, 0], wr[:, 1]
             np.multiply(mu, 1 - mu, out=w)
             np.subtract(y[first:last], mu, out=resid)
-            np.multiply(zr, w[:, None], out=a[:, :p])
+            np.multiply(zr, w[:, None], out=zw)
             g_b += zr.T @ resid
-            b += a[:, :p].T @ zr
-            per_trial[trials] += np.add.reduceat(a, starts, axis=0)  # sums of z * w, w and y - mu per trial
-        g_a = per_trial[:, p + 1] - ridge * alpha
-        d = per_trial[:, p] + ridge
-        return g_a, g_b - ridge * beta, d, per_trial[:, :p], b + ridge * np.eye(p)
+            b += zw.T @ zr
+            sum_zw[trials] += np.add.reduceat(zw, starts, axis=0)  # per trial: sums of z w,
+            sum_wr[trials] += np.add.reduceat(wr, starts, axis=0)  # of w and of y - mu
+        g_a = sum_wr[:, 1] - ridge * alpha
+        d = sum_wr[:, 0] + ridge
+        return g_a, g_b - ridge * beta, d, sum_zw, b + ridge * np.eye(p)
 
     for _ in range(iters):
         g_a, g_b, d, c, b = blocks(alpha, beta)
