@@ -313,7 +313,6 @@ def sensitivity_estimates(participants, outcomes, visits, trials, m=20, seed=202
                       analysis="trial_residual_variances", residual="trial", windows=windows))
     step(leave_one_out(participants, outcomes, windows))
     # the low-risk trials' and the improvement-defined recovery's windows from the primary
-    # windows' joins (the same rows in the same order; each join is seconds at a million)
     # windows' joins (the same rows in the same order; each join is seconds at a million), so
     # their WindowArms need no participants and outcomes of their own
     low = set(trials.loc[trials.risk_of_bias == "low", "trial_id"])
