@@ -24,15 +24,16 @@ def comparison_participants(participants: pd.DataFrame, comparison: str) -> pd.D
     """Participants of the eligible trials' exercise and comparison arms."""
     if comparison not in COMPARISONS:
         raise ValueError(f"unknown comparison {comparison!r}; expected one of {COMPARISONS}")
-    if comparison == "any_non_exercise":
-        in_comparison = participants.comparison != "exercise"
-    else:
-        in_comparison = participants.comparison == comparison
-    arms = participants.assign(_ex=participants.exercise == 1, _cmp=in_comparison)
-    per_trial = arms.groupby("trial_id")[["_ex", "_cmp"]].any()
-    eligible = per_trial.index[per_trial._ex & per_trial._cmp]
-    keep = participants.trial_id.isin(eligible) & ((participants.exercise == 1) | in_comparison)
-    return participants[keep]
+    arm = participants.comparison.to_numpy()
+    in_comparison = (arm != "exercise") if comparison == "any_non_exercise" else (arm == comparison)
+    exercise = participants.exercise.to_numpy() == 1
+    # per trial (numbered by hashing; a missing trial id, number -1, is in no trial): has it
+    # both arms? Counted with bincount: a pandas groupby cost more than the rest of a call
+    trial, labels = pd.factorize(participants.trial_id)
+    both = ((np.bincount(trial[trial >= 0], weights=exercise[trial >= 0], minlength=len(labels)) > 0)
+            & (np.bincount(trial[trial >= 0], weights=in_comparison[trial >= 0], minlength=len(labels)) > 0))
+    eligible = np.append(both, False)[trial]  # number -1 takes the False at the end
+    return participants[eligible & (exercise | in_comparison)]
 
 
 KEY = ["trial_id", "participant_id"]

@@ -1,6 +1,7 @@
 """Overall effects on the demo data and the first (per-trial) stage of the two-stage check."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
@@ -53,6 +54,20 @@ def test_three_arm_trial_contributes_to_both_comparisons(demo_run):
     assert set(nuc[nuc.trial_id == "T27"].comparison) == {"exercise", "none_usual_care"}
     anyc = comparison_participants(p, "any_non_exercise")
     assert set(anyc[anyc.trial_id == "T27"].comparison) == {"exercise", "none_usual_care", "other_conservative"}
+
+
+@pytest.mark.parametrize("comparison", ["none_usual_care", "other_conservative", "any_non_exercise"])
+def test_comparison_participants_are_the_eligible_trials_arms(demo_run, comparison):
+    """Source of truth: CONTRACT.md's definition written with pandas sets. The trials with an
+    exercise arm and an arm of the comparison (any non-exercise arm for any_non_exercise), and
+    those arms' participants, the same rows in the same order; a row without a trial is in none."""
+    p = demo_run.tables["participants"]
+    p = pd.concat([p, p.iloc[[0]].assign(trial_id=None)], ignore_index=True)
+    wanted = (lambda arm: arm != "exercise") if comparison == "any_non_exercise" else (lambda arm: arm == comparison)
+    arms = p.groupby("trial_id").comparison.agg(set)
+    eligible = arms[arms.map(lambda s: "exercise" in s and any(wanted(a) for a in s))].index
+    expected = p[p.trial_id.isin(eligible) & ((p.comparison == "exercise") | wanted(p.comparison))]
+    pd.testing.assert_frame_equal(comparison_participants(p, comparison), expected)
 
 
 def test_per_trial_effects_equal_lm_reference():
