@@ -30,8 +30,12 @@ def comparison_participants(participants: pd.DataFrame, comparison: str) -> pd.D
     # per trial (numbered by hashing; a missing trial id, number -1, is in no trial): has it
     # both arms? Counted with bincount: a pandas groupby cost more than the rest of a call
     trial, labels = pd.factorize(participants.trial_id)
-    both = ((np.bincount(trial[trial >= 0], weights=exercise[trial >= 0], minlength=len(labels)) > 0)
-            & (np.bincount(trial[trial >= 0], weights=in_comparison[trial >= 0], minlength=len(labels)) > 0))
+    known = trial >= 0
+
+    def any_per_trial(flag):
+        return np.bincount(trial[known], weights=flag[known], minlength=len(labels)) > 0
+
+    both = any_per_trial(exercise) & any_per_trial(in_comparison)
     eligible = np.append(both, False)[trial]  # number -1 takes the False at the end
     return participants[eligible & (exercise | in_comparison)]
 
