@@ -153,6 +153,11 @@ def cmd_all(args, paths: Paths) -> int:
     if raw_empty:
         args.specs = False
         args.trials, args.participants = 27, 3514
+        # the generator's modules, numpy and pandas among them (0.4 s), load here and the child
+        # inherits them: this process needs numpy and pandas too, and loading them in both
+        # cost that much more CPU time on two busy cores
+        import analysis.demo  # noqa: F401
+
         wait = _start_in_child(cmd_demo_data, args, paths)
         # the analysis modules (about a second of imports), the statistical-file reader and the
         # validation backends load while the child writes the files (harmonise's forked
