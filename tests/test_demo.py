@@ -134,3 +134,25 @@ def test_workbooks_read_back_as_pandas_writes_them(tmp_path):
             for dtype in (None, object):  # as inferred, and as the pipeline reads them (text)
                 pd.testing.assert_frame_equal(pd.read_excel(ours, sheet_name=name, engine="calamine", dtype=dtype),
                                               pd.read_excel(theirs, sheet_name=name, engine="calamine", dtype=dtype))
+
+
+def test_planted_problems_change_the_raw_values_not_the_latent_ones():
+    """Source of truth: the latent data are what harmonisation must give for the clean records
+    and what the records were before their problems were planted. A record whose arm was
+    blanked or whose baseline was made out of range in its raw file keeps its latent arm and
+    baseline (a raw column that shared its array with the latent one carried the blank over)."""
+    data = demo.simulate()
+    p = data.participants
+    assert p.arm.notna().all() and p.arm_type.notna().all()
+    for d in demo.designs():
+        baseline = p.loc[p.trial_id == d.trial_id, "pain_raw_bl"]
+        ins = INSTRUMENTS[d.pain]
+        assert baseline.between(ins.low, ins.high).all(), d.trial_id
+    blanked = data.dirty[data.dirty.kind == "missing_arm"]
+    assert len(blanked) > 0
+    raw_arm = {d.trial_id: demo._names(d)["arm"] for d in demo.designs()}
+    for t, pid in blanked[["trial_id", "participant_id"]].itertuples(index=False):
+        w = data.raw[t][0]
+        w = w["baseline"] if isinstance(w, dict) else w
+        id_col = w.columns[0]
+        assert w.loc[w[id_col].astype(str) == pid, raw_arm[t]].isna().any(), (t, pid)
