@@ -17,5 +17,5 @@ def test_pipeline_logs_every_stage_the_benchmark_reads(tmp_path, caplog):
         harmonise(paths)
         fit_all(paths, imputations=2)
     stages = {m["stage"]: float(m["seconds"]) for m in STAGE.finditer(caplog.text)}
-    assert set(stages) == {"harmonise", "overall effects", "modifiers", "sensitivity"}
+    assert set(stages) == {"harmonise", "overall effects", "modifiers", "sensitivity", "descriptives"}
     assert all(s >= 0 for s in stages.values())
