@@ -348,7 +348,7 @@ def harmonise_trial(spec: TrialSpec, raw_dir) -> TrialResult:
     excluded[list(t.excluded)] = True
     keep = ~excluded
     participants = out.loc[keep, PARTICIPANT_COLUMNS].reset_index(drop=True)
-    participants = participants.astype({"trial_id": str, "participant_id": str, "arm": str, "comparison": str})
+    participants = _as_types(participants, {"trial_id": str, "participant_id": str, "arm": str, "comparison": str})
     pid = records.pid.astype(str).to_numpy()
     months = sorted({m for f in records.followup.values() for m in f})
     outcome_rows, visit_rows = [], []
@@ -371,8 +371,8 @@ def harmonise_trial(spec: TrialSpec, raw_dir) -> TrialResult:
                                             "months": m, "pain": pain[at, j], "function": func[at, j]}))
     outcomes = (pd.concat(outcome_rows, ignore_index=True) if outcome_rows
                 else pd.DataFrame(columns=OUTCOME_COLUMNS))
-    outcomes = outcomes.astype({"trial_id": str, "participant_id": str, "window": str, "months": float, "pain": float,
-                                "function": float, "recovered": float})
+    outcomes = _as_types(outcomes, {"trial_id": str, "participant_id": str, "window": str, "months": float,
+                                    "pain": float, "function": float, "recovered": float})
     visits = (pd.concat(visit_rows, ignore_index=True).sort_values(["participant_id", "months"], kind="stable")
               if visit_rows else pd.DataFrame(columns=VISIT_COLUMNS))
     exclusions, value_issues, used = _logs(t, records, keep)
@@ -380,6 +380,14 @@ def harmonise_trial(spec: TrialSpec, raw_dir) -> TrialResult:
                        received=n, raw_rows=set(t.origin), used_rows=used,
                        excluded_codes=[reasons[0].split(":")[0] for _, reasons in sorted(t.excluded.items())],
                        visits=visits.reset_index(drop=True), column_values=t.column_values)
+
+
+def _as_types(frame: pd.DataFrame, dtypes: dict) -> pd.DataFrame:
+    """``frame.astype(dtypes)``, converting only the columns not of their type already: astype
+    copies every column it is given, and a trial's four calls were a tenth of its
+    harmonisation on the demo (where all but one column are of their type already)."""
+    todo = {c: t for c, t in dtypes.items() if frame[c].dtype != pd.api.types.pandas_dtype(t)}
+    return frame.astype(todo) if todo else frame
 
 
 def _logs(t: TrialState, records: Records, keep: np.ndarray):
@@ -399,11 +407,11 @@ def _logs(t: TrialState, records: Records, keep: np.ndarray):
     # sorted (by file and row; Python's sort is stable, as the frame's was) and without repeats
     # as lists: sorting and de-duplicating a few rows as frames cost more than the rest of the logs
     excl.sort(key=lambda row: (row[1], row[2]))
-    exclusions = pd.DataFrame(excl, columns=EXCLUSION_COLUMNS).astype({"source_row": "int64"})  # int when empty
+    exclusions = _as_types(pd.DataFrame(excl, columns=EXCLUSION_COLUMNS), {"source_row": "int64"})  # int when empty
     issues = sorted(((spec.trial_id, *t.origin[r], p, col, v, reason) for r, p, col, v, reason in t.issues
                      if r >= 0 and r not in excluded_rows), key=lambda row: (row[1], row[2], row[4]))
     issues = list(dict.fromkeys(issues))  # the first of identical rows (every value is text, an int or None)
-    value_issues = pd.DataFrame(issues, columns=VALUE_ISSUE_COLUMNS).astype({"source_row": "int64"})
+    value_issues = _as_types(pd.DataFrame(issues, columns=VALUE_ISSUE_COLUMNS), {"source_row": "int64"})
     used = {t.origin[r] for i in np.flatnonzero(keep) for r in records.rows[i] if r not in t.unused}
     return exclusions, value_issues, used
 

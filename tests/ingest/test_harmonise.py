@@ -171,3 +171,20 @@ def test_age_hand_cases():
     assert ages[0] == pytest.approx(14610 / 365.25)
     assert ages[1] == pytest.approx((date(2001, 1, 1) - date(1960, 7, 1)).days / 365.25)
     assert np.isnan(ages[2])
+
+
+def test_as_types_equals_astype_and_converts_only_what_is_not_of_its_type():
+    """Source of truth: pandas' own astype on every column; a column already of its type is
+    handed back as it is (no copy), and a frame with nothing to convert is the same frame."""
+    from analysis.ingest.harmonise import _as_types
+
+    frame = pd.DataFrame({"trial_id": pd.Series(["T1", "T1"], dtype="str"),
+                          "participant_id": pd.Series(["7", None], dtype=object),
+                          "source_row": pd.Series([3, 4], dtype=object),
+                          "pain": [1.5, np.nan]})
+    dtypes = {"trial_id": str, "participant_id": str, "source_row": "int64", "pain": float}
+    pd.testing.assert_frame_equal(_as_types(frame, dtypes), frame.astype(dtypes), check_exact=True)
+    empty = pd.DataFrame(columns=["source_row", "reason"])
+    pd.testing.assert_frame_equal(_as_types(empty, {"source_row": "int64"}), empty.astype({"source_row": "int64"}))
+    done = frame.astype(dtypes)
+    assert _as_types(done, dtypes) is done
