@@ -19,3 +19,17 @@ def test_pipeline_logs_every_stage_the_benchmark_reads(tmp_path, caplog):
     stages = {m["stage"]: float(m["seconds"]) for m in STAGE.finditer(caplog.text)}
     assert set(stages) == {"harmonise", "overall effects", "modifiers", "sensitivity", "descriptives"}
     assert all(s >= 0 for s in stages.values())
+
+
+def test_demo_from_empty_is_reported_as_the_median_of_its_runs_and_a_multiple_of_mixedlm():
+    """Source of truth: the median and range of the given times, and that median divided by
+    the demo row's MixedLM seconds (the issue's 50-times yardstick), written by hand."""
+    import pandas as pd
+
+    from benchmarks.run import _demo_all_text
+
+    table = pd.DataFrame({"trials": [27, 100], "participants": [3514, 50000], "mixedlm_s": [0.1, 3.0]})
+    assert _demo_all_text([6.0, 5.0, 5.5, 7.3, 4.6], table) == (
+        "5.5 s (median of 5 runs: 4.6 to 7.3 s), 55 times one MixedLM fit of its sample")
+    no_demo = table[table.trials == 100]
+    assert _demo_all_text([5.0], no_demo) == "5.0 s (one run)"
