@@ -6,7 +6,8 @@ For each size, in its own process and on the same data: generate the messy raw f
 sensitivity analysis with 20 imputations) and take its own per-stage timings and its peak
 memory, then fit one continuous one-stage model from raw arrays and statsmodels MixedLM on
 the same sample and model (ratio). Also times `all` on the demo from an empty raw folder
-(generation included; the median of five runs). Writes benchmarks/results.csv and the table in benchmarks/README.md.
+(generation included; the median of five runs). Writes benchmarks/results.csv and the table
+in benchmarks/README.md.
 """
 
 from __future__ import annotations
