@@ -558,6 +558,41 @@ class _ProfiledREML:
         dev = self.const + self.nu * np.log(np.where(ok, rss, self.nu) / self.nu) + logdet_v + logdet_a
         return np.where(ok, dev, np.inf)
 
+    def with_derivatives(self, gamma: float) -> tuple[float, float, float]:
+        """The profiled deviance at one ``gamma`` and its first and second derivatives in
+        gamma, in closed form. With r_i = 1 / (1 + gamma t_i), the matrix of ``_cross`` is
+        M = total - sum_i c_i s_i s_i' with c_i = gamma r_i, dc_i = r_i^2 and
+        d2c_i = -2 t_i r_i^3. With M = [[A, b], [b^T, yy]], u = A^-1 b, e = db - dA u
+        (d, d2: first and second derivatives in gamma; rss = yy - b^T u):
+        d rss = d yy - 2 db^T u + u^T dA u,
+        d2 rss = d2 yy - 2 d2b^T u + u^T d2A u - 2 e^T A^-1 e,
+        d log|A| = tr(A^-1 dA), d2 log|A| = tr(A^-1 d2A) - tr(A^-1 dA A^-1 dA),
+        d log|V| = sum t_i r_i, d2 log|V| = -sum (t_i r_i)^2."""
+        q, t = self.q, self.stt
+        r = 1.0 / (1.0 + gamma * t)
+        tr = t * r
+        m = -(np.array([gamma * r, r * r, -2.0 * tr * r * r]) @ self.ss)
+        m[0] += self.total
+        m = m.reshape(3, q + 1, q + 1)
+        a, b, yy = m[:, :q, :q], m[:, :q, q], m[:, q, q]
+        sign, logdet_a = np.linalg.slogdet(a[0])
+        if sign <= 0:
+            return np.inf, np.nan, np.nan
+        a_inv = np.linalg.inv(a[0])
+        u = a_inv @ b[0]
+        rss = yy[0] - b[0] @ u
+        if rss <= 0:
+            return np.inf, np.nan, np.nan
+        e = b[1] - a[1] @ u
+        rss1 = yy[1] - 2 * b[1] @ u + u @ a[1] @ u
+        rss2 = yy[2] - 2 * b[2] @ u + u @ a[2] @ u - 2 * e @ a_inv @ e
+        p1 = a_inv @ a[1]
+        nu = self.nu
+        dev = self.const + nu * np.log(rss / nu) + np.log1p(gamma * t).sum() + logdet_a
+        d1 = nu * rss1 / rss + tr.sum() + np.trace(p1)
+        d2 = nu * (rss2 / rss - (rss1 / rss) ** 2) - (tr * tr).sum() + np.sum(a_inv * a[2].T) - np.sum(p1 * p1.T)
+        return float(dev), float(d1), float(d2)
+
 
 class _ProfiledML(_ProfiledREML):
     """The ML deviance with sigma^2 profiled out, for many gammas at once. With rss the GLS
@@ -602,8 +637,8 @@ def _gamma_optimum(st: TrialStats):
     A grid over log(gamma) in [-14, 9] (step 0.25), two successive 41-point grids around the
     best point (each shrinks the step twentyfold, to 6e-4), then the vertex of the parabola
     through the best point and its neighbours; all in batched evaluations. Finally the boundary
-    gamma = 0 is compared (a boundary fit is reported, not treated as a failure). Returns gamma,
-    whether it is a maximum, and the derivatives of ``_polish_gamma`` (or None)."""
+    gamma = 0 is compared (a boundary fit is reported, not treated as a failure). Returns gamma
+    and whether it is a maximum."""
     f = _ProfiledREML(st)
     grid, gammas = _FIRST_GRID, _FIRST_GAMMAS
     for first in (True, False):
@@ -613,7 +648,7 @@ def _gamma_optimum(st: TrialStats):
             if np.isfinite(low) and np.isfinite(high) and high - low <= 1e-9 * max(1.0, abs(low)):
                 # flat from tau^2/sigma^2 = e^-14 to e^9 (e.g. two trials and two trial-level
                 # terms): tau^2 is not identified, and which end looks higher is rounding
-                return float(np.exp(_FIRST_GRID[-1])), False, None
+                return float(np.exp(_FIRST_GRID[-1])), False
         i = int(np.argmin(dev))
         if i == 0 and grid[0] <= -14.0:
             break  # the likelihood keeps rising towards gamma = 0
@@ -635,48 +670,43 @@ def _gamma_optimum(st: TrialStats):
     else:
         at_zero = f([0.0])[0]
     if at_zero <= best_dev + 1e-9 or best_log <= -14.0:
-        return 0.0, True, None  # boundary: the likelihood is maximised at tau^2 = 0 (lme4: singular)
+        return 0.0, True  # boundary: the likelihood is maximised at tau^2 = 0 (lme4: singular)
     edge = float(np.exp(_FIRST_GRID[-1]))
     if best_log >= _FIRST_GRID[-1] or f([edge])[0] <= best_dev + 1e-9 * max(1.0, abs(best_dev)):
         # still rising at tau^2/sigma^2 = e^9, or as high there as at the best point up to
         # rounding (a flat profile, e.g. two trials and two trial-level terms, whose "optimum"
         # only the order of summation decides): no maximum, tau^2 not identified
-        return edge, False, None
-    gamma, derivatives = _polish_gamma(st, float(np.exp(best_log)))
-    return gamma, bool(np.isfinite(best_dev)), derivatives
+        return edge, False
+    return _polish_gamma(f, float(np.exp(best_log))), bool(np.isfinite(best_dev))
 
 
 _POLISH_RANGE = 0.01  # in log(gamma): about 16 times the last grid step
 
 
-def _polish_gamma(st: TrialStats, gamma: float):
-    """Newton steps on the REML score in (sigma^2, tau^2) from the grid's optimum. Where the
-    profile is flat (tau^2 barely identified) the grid's parabola finds the optimum only to
-    about 1e-5; the root of the analytic score is found to rounding, so that fits from the
-    same data summed in another order (e.g. per site) agree to 1e-9 and better.
-
-    Returns the polished gamma and, when the last Newton step moved the parameters by less
-    than 1e-13 of their values (the root, to rounding), the derivatives computed for it:
-    the Satterthwaite df need them at that point, and they would otherwise be computed again
-    at a point within rounding of it."""
-    dev, sigma2 = _profiled_deviance(st, gamma)  # the REML deviance at the profiled sigma^2
-    tau2 = gamma * sigma2
+def _polish_gamma(f: _ProfiledREML, gamma: float) -> float:
+    """Newton steps on the derivative of the profiled REML deviance in gamma
+    (``_ProfiledREML.with_derivatives``) from the grid's optimum. Where the profile is flat
+    (tau^2 barely identified) the grid's parabola finds the optimum only to about 1e-5; the
+    root of the analytic derivative is found to rounding, so that fits from the same data
+    summed in another order (e.g. per site) agree to 1e-9 and better. It is the root of the
+    REML score in (sigma^2, tau^2) too: at any gamma the profiled sigma^2 is the root of the
+    score's sigma^2 part. Only steps that stay within ``_POLISH_RANGE`` of the grid's optimum
+    and do not raise the deviance are taken."""
+    dev, slope, curvature = f.with_derivatives(gamma)
+    start = gamma
     for _ in range(8):
-        derivatives = _derivatives(st, sigma2, tau2, False, [True, True])
-        try:
-            step = np.linalg.solve(derivatives[1], derivatives[0])
-        except np.linalg.LinAlgError:
-            break
-        new_sigma2, new_tau2 = sigma2 - step[0], tau2 - step[1]
-        if new_sigma2 <= 0 or new_tau2 <= 0 or abs(np.log(new_tau2 / new_sigma2 / gamma)) > _POLISH_RANGE:
+        if not curvature > 0:
+            break  # not near a maximum of the likelihood: keep the grid's optimum
+        new = gamma - slope / curvature
+        if new <= 0 or abs(np.log(new / start)) > _POLISH_RANGE:
             break  # a polish, not a search: it stays within the grid's last step of the optimum
-        if abs(step[1]) <= 1e-13 * tau2 and abs(step[0]) <= 1e-13 * sigma2:
-            return float(new_tau2 / new_sigma2), derivatives  # a move within rounding: the root
-        new_dev = reml_deviance(st, new_sigma2, new_tau2)
+        if abs(new - gamma) <= 1e-13 * gamma:
+            return new  # a move within rounding: the root
+        new_dev, new_slope, new_curvature = f.with_derivatives(new)
         if not new_dev <= dev + 1e-12 * abs(dev):
-            break  # not a descent (far from quadratic): keep the grid's optimum
-        sigma2, tau2, dev = new_sigma2, new_tau2, new_dev
-    return float(tau2 / sigma2), None
+            break  # not a descent (far from quadratic, or rounding): keep the last point
+        gamma, dev, slope, curvature = new, new_dev, new_slope, new_curvature
+    return gamma
 
 
 def _fit_trial_specific(st: TrialStats, gamma0: float, sigma2_0: float):
@@ -752,9 +782,8 @@ def fit_reml(
     if random_effect and k < 2:
         random_effect = False
         message = "fewer than two trials contribute: tau^2 is not estimable, common-effect model fitted"
-    derivatives = None
     if random_effect:
-        gamma, converged, derivatives = _gamma_optimum(st)
+        gamma, converged = _gamma_optimum(st)
         if not converged:
             message = ("tau^2 not identified: the restricted likelihood keeps rising as tau^2 grows "
                        "(too few trials for the model's trial-level terms); estimates at tau^2/sigma^2 = e^9")
@@ -777,9 +806,7 @@ def fit_reml(
     if inference == "satterthwaite":
         # a tau^2 that is not identified (no maximum) is held where the search stopped
         active = [True] * (st.k if residual == "trial" else 1) + [random_effect and not boundary and converged]
-        if derivatives is None or not all(active) or residual == "trial":
-            derivatives = _derivatives(st, sig, tau2, residual == "trial", active)
-        _, hess, dcov = derivatives
+        _, hess, dcov = _derivatives(st, sig, tau2, residual == "trial", active)
         try:
             hinv = np.linalg.inv(hess)
         except np.linalg.LinAlgError:
