@@ -684,6 +684,11 @@ def write_raw(raw_dir, seed: int = 2020, data: DemoData | None = None, n_trials:
         paths = [_write_trial(d, *data.raw[d.trial_id], raw_dir) for d in designs(n_trials, n_total)]
     else:
         tasks = _trial_tasks(seed, n_trials, n_total)
+        if jobs > 1:
+            # the file writers load here, once, and the forked workers inherit them (each
+            # worker loading its own cost 0.3 s of CPU twice, on cores the caller may be using)
+            import openpyxl  # noqa: F401
+            import pyreadstat  # noqa: F401
         chunks = [tasks[j::max(jobs, 1)] for j in range(max(jobs, 1))]  # every jobs-th trial: balanced sizes
         written = run_tasks([(_simulate_and_write, (chunk, raw_dir)) for chunk in chunks if chunk], jobs)
         order = {d.trial_id: j for j, d in enumerate(designs(n_trials, n_total))}
