@@ -383,11 +383,12 @@ def harmonise_trial(spec: TrialSpec, raw_dir) -> TrialResult:
 
 
 def _as_types(frame: pd.DataFrame, dtypes: dict) -> pd.DataFrame:
-    """``frame.astype(dtypes)``, converting only the columns not of their type already: astype
-    copies every column it is given, and a trial's four calls were a tenth of its
-    harmonisation on the demo (where all but one column are of their type already)."""
+    """``frame.astype(dtypes)``, converting only the columns not of their type already, each
+    on its own: astype copies every column it is given, and given a dict it rebuilds the whole
+    frame (2 ms for a demo trial's participants, where one column of fifteen needs converting;
+    0.07 ms as one new column)."""
     todo = {c: t for c, t in dtypes.items() if frame[c].dtype != pd.api.types.pandas_dtype(t)}
-    return frame.astype(todo) if todo else frame
+    return frame.assign(**{c: frame[c].astype(t) for c, t in todo.items()}) if todo else frame
 
 
 def _logs(t: TrialState, records: Records, keep: np.ndarray):
