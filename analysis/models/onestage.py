@@ -570,8 +570,8 @@ class _ProfiledREML:
         d log|V| = sum t_i r_i, d2 log|V| = -sum (t_i r_i)^2."""
         q, t = self.q, self.stt
         r = 1.0 / (1.0 + gamma * t)
-        tr = t * r
-        m = -(np.array([gamma * r, r * r, -2.0 * tr * r * r]) @ self.ss)
+        dlogv = t * r  # each trial's d log|V_i| / d gamma
+        m = -(np.array([gamma * r, r * r, -2.0 * dlogv * r * r]) @ self.ss)
         m[0] += self.total
         m = m.reshape(3, q + 1, q + 1)
         a, b, yy = m[:, :q, :q], m[:, :q, q], m[:, q, q]
@@ -589,8 +589,8 @@ class _ProfiledREML:
         p1 = a_inv @ a[1]
         nu = self.nu
         dev = self.const + nu * np.log(rss / nu) + np.log1p(gamma * t).sum() + logdet_a
-        d1 = nu * rss1 / rss + tr.sum() + np.trace(p1)
-        d2 = nu * (rss2 / rss - (rss1 / rss) ** 2) - (tr * tr).sum() + np.sum(a_inv * a[2].T) - np.sum(p1 * p1.T)
+        d1 = nu * rss1 / rss + dlogv.sum() + np.trace(p1)
+        d2 = nu * (rss2 / rss - (rss1 / rss) ** 2) - (dlogv * dlogv).sum() + np.sum(a_inv * a[2].T) - np.sum(p1 * p1.T)
         return float(dev), float(d1), float(d2)
 
 
