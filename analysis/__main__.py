@@ -8,4 +8,4 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from analysis.cli import main, quick_exit  # noqa: E402
 
-quick_exit(main())
+quick_exit(main(own_process=True))

@@ -225,3 +225,31 @@ def test_export_stats_and_fit_from_stats(one_trial, tmp_path):
     assert main(["fit", "--from-stats", str(stats), "--data-dir", str(one_trial), "--results-dir", str(out)]) == 0
     est = pd.read_csv(out / "estimates.csv")
     assert len(est) == 27 and est[est.outcome == "recovered"].note.str.contains("not available").all()
+
+
+@pytest.mark.parametrize("own_process", [False, True])
+def test_loading_freezes_only_new_modules_objects_and_only_in_its_own_process(tmp_path, monkeypatch, own_process):
+    """``_loading`` turns the collector off while a command's modules load and, in a process
+    of its own, freezes what they made; loading nothing new freezes nothing, and the
+    collector is on again after either. Source of truth: ``gc.get_freeze_count`` (0 in this
+    test process) and ``gc.isenabled``."""
+    import gc
+    import types
+
+    from analysis import cli
+
+    (tmp_path / "freshly_loaded_module.py").write_text("VALUES = [[i] for i in range(100)]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = types.SimpleNamespace(own_process=own_process)
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+    try:
+        with cli._loading(args):
+            assert not gc.isenabled()
+        assert gc.get_freeze_count() == 0 and gc.isenabled()  # nothing loaded: nothing frozen
+        with cli._loading(args):
+            import freshly_loaded_module  # noqa: F401
+        assert gc.isenabled()
+        assert (gc.get_freeze_count() > 100) == own_process
+    finally:
+        gc.unfreeze()
+        sys.modules.pop("freshly_loaded_module", None)
