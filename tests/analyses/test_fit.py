@@ -22,7 +22,10 @@ def small(tmp_path_factory):
     return data
 
 
-def test_parallel_harmonise_writes_byte_identical_derived_data(small, tmp_path):
+def test_parallel_harmonise_writes_byte_identical_derived_data(small, tmp_path, monkeypatch):
+    from analysis import pipeline
+
+    monkeypatch.setattr(pipeline, "POOLED_ROWS", 0)  # validated and written in two processes too
     serial = Paths(small, tmp_path / "r")
     harmonise(serial, jobs=1)
     first = {name: serial.derived_file(name).read_bytes() for name in DERIVED_TABLES}
@@ -81,3 +84,14 @@ def test_an_input_error_from_a_worker_keeps_file_trial_and_column(tmp_path):
     again = pickle.loads(pickle.dumps(errors[1]))
     assert (again.file, again.trial, again.column, str(again)) == (errors[1].file, "T02", errors[1].column,
                                                                    str(errors[1]))
+
+
+def test_small_derived_tables_are_validated_and_written_here():
+    """Below ``POOLED_ROWS`` rows in all, starting workers costs more than they save (the
+    demo's tables: measured in ``pipeline``), so the tables are handled in this process;
+    from there on, in ``jobs`` processes."""
+    from analysis import pipeline
+
+    rows = pipeline.POOLED_ROWS
+    assert pipeline._jobs_for({"a": range(rows // 2), "b": range(rows // 2 - 1)}, 2) == 1
+    assert pipeline._jobs_for({"a": range(rows // 2), "b": range(rows - rows // 2)}, 2) == 2

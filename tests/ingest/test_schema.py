@@ -38,12 +38,15 @@ def test_a_log_row_without_its_source_or_reason_is_rejected():
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_derived_tables_validated_side_by_side_fail_as_in_order(demo_run, jobs):
+def test_derived_tables_validated_side_by_side_fail_as_in_order(demo_run, jobs, monkeypatch):
     """Source of truth: the serial order (participants, outcomes, exclusions, value issues).
-    harmonise validates the four tables in ``jobs`` processes; the demo's pass, and with a bad
-    outcome and a bad log row the error raised is the outcomes' (the first bad table in that
-    order), naming the table, the column and the value."""
+    harmonise validates the four tables in ``jobs`` processes (here whatever their size); the
+    demo's pass, and with a bad outcome and a bad log row the error raised is the outcomes'
+    (the first bad table in that order), naming the table, the column and the value."""
+    from analysis import pipeline
     from analysis.pipeline import _validate_derived
+
+    monkeypatch.setattr(pipeline, "POOLED_ROWS", 0)
 
     tables = {name: demo_run.tables[name].copy() for name in ("participants", "outcomes", "exclusions",
                                                                "value_issues")}
