@@ -36,6 +36,7 @@ from analysis.models.glmm import (
     _likelihood,
     _mixture,
     _score_and_information,
+    gauss_hermite,
 )
 from analysis.models.pertrial import trial_codes
 
@@ -90,7 +91,7 @@ class SiteModel:
 
     def __init__(self, design: LogisticDesign, n_nodes: int = 15):
         self.data = _Data(design.trial, design.y, design.x, design.t, design.z)
-        self.nodes, self.weights = np.polynomial.hermite.hermgauss(n_nodes)
+        self.nodes, self.weights = gauss_hermite(n_nodes)
         self.state = None
 
     def profile(self, phi, adaptive: bool) -> SiteProfile:

@@ -214,3 +214,16 @@ def test_estimates_do_not_depend_on_where_tau_starts(monkeypatch, tau0):
                      (ours.beta[0], other.beta[0])):
             assert abs(a - b) <= 1e-10 * abs(b)
         assert abs(ours.tau2 - other.tau2) <= 1e-10
+
+
+def test_gauss_hermite_nodes_are_numpys_made_once_and_read_only():
+    """Source of truth: numpy's hermgauss. The cached nodes are shared by every fit, so they
+    must equal numpy's exactly and refuse to be changed in place."""
+    from analysis.models.glmm import gauss_hermite
+
+    nodes, weights = gauss_hermite(15)
+    expected = np.polynomial.hermite.hermgauss(15)
+    assert np.array_equal(nodes, expected[0]) and np.array_equal(weights, expected[1])
+    assert gauss_hermite(15)[0] is nodes  # made once
+    with pytest.raises(ValueError):
+        nodes[0] = 0.0
