@@ -134,6 +134,7 @@ def cmd_fit(args, paths: Paths) -> int:
         print("wrote " + ", ".join(str(p) for p in written) + " (from per-trial statistics: continuous outcomes only)")
         return 0
     with _loading(args):
+        import analysis.analyses.fit  # noqa: F401 (``fit`` loads it when called: here it is frozen too)
         from analysis.parallel import default_jobs
         from analysis.pipeline import fit
 
@@ -180,6 +181,7 @@ def cmd_all(args, paths: Paths) -> int:
     raw_empty = not paths.raw.exists() or not any(
         p for p in paths.raw.iterdir() if not p.name.startswith((".", "README"))
     )
+    wait = None
     if raw_empty:
         args.specs = False
         args.trials, args.participants = 27, 3514
@@ -190,18 +192,20 @@ def cmd_all(args, paths: Paths) -> int:
             import analysis.demo  # noqa: F401
 
         wait = _start_in_child(cmd_demo_data, args, paths)
-        # the analysis modules (about a second of imports), the statistical-file reader and the
-        # validation backends load while the child writes the files (harmonise's forked
-        # workers then inherit them instead of each loading them)
-        with _loading(args):
-            import pyreadstat  # noqa: F401
+    # the analysis modules (about a second of imports), the statistical-file reader and the
+    # validation backends load before any work (while the child, if any, writes the files):
+    # harmonise's forked workers inherit them instead of each loading them, and they are
+    # frozen with nothing else (``_loading``)
+    with _loading(args):
+        import pyreadstat  # noqa: F401
 
-            import analysis.analyses.fit  # noqa: F401
-            import analysis.pipeline  # noqa: F401
-            from analysis.ingest.schema import load_backends
+        import analysis.analyses.fit  # noqa: F401
+        import analysis.pipeline  # noqa: F401
+        from analysis.ingest.schema import load_backends
 
-            load_backends()
+        load_backends()
 
+    if wait:
         wait()
     cmd_harmonise(args, paths)
     args.from_stats = None
