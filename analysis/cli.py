@@ -89,7 +89,6 @@ def cmd_check(args, paths: Paths) -> int:
         from analysis.provenance import is_stale, read_provenance
 
     if args.results:
-
         if is_stale(paths):
             print(f"results in {paths.results_dir} are missing or stale against the current specs, raw files "
                   "or analysis code: run `python -m analysis all`", file=sys.stderr)
