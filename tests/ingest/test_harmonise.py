@@ -8,7 +8,9 @@ import pytest
 
 from analysis import demo
 from analysis.ingest.harmonise import (
+    VISIT_COLUMNS,
     _recovered,
+    _stacked,
     assign_windows,
     derive_age,
     derive_bmi,
@@ -188,3 +190,22 @@ def test_as_types_equals_astype_and_converts_only_what_is_not_of_its_type():
     pd.testing.assert_frame_equal(_as_types(empty, {"source_row": "int64"}), empty.astype({"source_row": "int64"}))
     done = frame.astype(dtypes)
     assert _as_types(done, dtypes) is done
+
+
+def test_stacked_visits_are_in_the_order_pandas_sorts_them():
+    """_stacked's by-participant order against the truth it replaces, pandas'
+    sort_values(["participant_id", "months"], kind="stable") on the concatenated frame: ids
+    whose text order is not their numeric order ("P10" before "P9"), ties in both keys (kept
+    in the order of the parts), one part empty."""
+    pid = np.array(["P9", "P10", "P2", "P10", "P9", "P1"], dtype=object)
+    months = np.array([3.0, 3.0, 2.0, 1.0, 3.0, 12.0])
+    short, long = np.full(4, "short", dtype=object), np.full(2, "long", dtype=object)
+    parts = [(pid[:4], short, months[:4], np.arange(4.0), np.arange(4.0)),
+             (pid[:0], np.zeros(0, dtype=object), np.zeros(0), np.zeros(0), np.zeros(0)),
+             (pid[4:], long, months[4:], np.arange(4.0, 6), np.arange(4.0, 6))]
+    got = _stacked("T1", VISIT_COLUMNS, parts, by_participant=True)
+    frames = [pd.DataFrame({"trial_id": "T1", **dict(zip(VISIT_COLUMNS[1:], part))}) for part in parts]
+    expected = pd.concat(frames, ignore_index=True).sort_values(["participant_id", "months"], kind="stable")
+    pd.testing.assert_frame_equal(got, expected.reset_index(drop=True), check_dtype=False)
+    assert list(got.pain) == [5.0, 3.0, 1.0, 2.0, 0.0, 4.0]  # P1; P10 at 1 then 3; P2; P9 (3.0 twice: part order)
+    assert list(_stacked("T1", VISIT_COLUMNS, []).columns) == VISIT_COLUMNS
