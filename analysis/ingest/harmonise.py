@@ -156,7 +156,7 @@ def _numeric(t: TrialState, records: Records, column: str, field_name: str, labe
         present = raw.notna().to_numpy()
     else:  # each distinct value is read once (a column holds far fewer than its rows)
         codes, distinct = pd.factorize(raw)  # a missing value gets code -1: the entries appended last
-        text = [v.strip() if isinstance(v, str) else v for v in distinct]
+        text = [v.strip() if isinstance(v, str) else v for v in distinct.tolist()]
         if _decimal_comma(t, column):
             text = [v.replace(",", ".") if isinstance(v, str) else v for v in text]
         numbers = pd.to_numeric(pd.Series(text, dtype=object), errors="coerce").to_numpy(float)

@@ -132,7 +132,7 @@ def read_raw(path, fmt: str, *, delimiter=",", decimal=".", sheet=None, encoding
     data.columns = [str(c).strip() for c in data.columns]
     # blank strings are missing values in every format (Stata, SPSS and SAS strings cannot be NA)
     for col in [c for c in data.columns if not pd.api.types.is_numeric_dtype(data[c])]:
-        blank_values = [v for v in data[col].unique() if isinstance(v, str) and v.strip() == ""]
+        blank_values = [v for v in data[col].unique().tolist() if isinstance(v, str) and v.strip() == ""]
         if blank_values:
             values = data[col].astype(object)
             data[col] = values.where(~values.isin(blank_values), None)

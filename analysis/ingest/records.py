@@ -8,6 +8,7 @@ Follow-up visits in long tables become columns of their participant's record.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -105,7 +106,7 @@ def _read_table(t: TrialState, source: Source) -> pd.DataFrame:
     if id_column != spec.participant_id:
         data = data.rename(columns={id_column: spec.participant_id})
     start = len(t.origin)
-    t.origin.extend((source.label, int(r)) for r in data.index)
+    t.origin.extend(zip(itertools.repeat(source.label), data.index.tolist()))  # (label, 1-based row) per row
     t.tables_read.append((source.label, np.asarray(data.index, dtype=np.int32)))
     data.index = pd.RangeIndex(start, start + len(data))
     pid = code_keys(data[spec.participant_id]).fillna("")
