@@ -74,3 +74,28 @@ def test_forked_workers_set_what_they_inherit_aside_from_the_garbage_collector()
     counts = parallel.run_tasks([(_frozen_objects, ()) for _ in range(4)], 2)
     assert all(count > 1000 for count in counts)  # every module object of this process, at least
     assert gc.get_freeze_count() == 0  # and nothing here
+
+
+def _collector_on():
+    import gc
+
+    return gc.isenabled()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_collector_is_paused_here_while_results_arrive_and_restored(enabled):
+    """While this process only receives results its collector is off (each result unpickles
+    into many objects that collections would walk again and again); the workers, forked
+    before, keep it on; afterwards it is as it was (source of truth: gc.isenabled seen by
+    each task, by the ``done`` callback here, and after the call)."""
+    import gc
+
+    here = []
+    (gc.enable if enabled else gc.disable)()
+    try:
+        tasks = [(_collector_on, ()) for _ in range(4)]
+        in_workers = parallel.run_tasks(tasks, 2, lambda _: here.append(gc.isenabled()))
+        assert in_workers == [enabled] * 4 and here == [False] * 4
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable()
