@@ -309,6 +309,12 @@ def test_a_reason_hitting_more_than_a_tenth_of_a_column_blames_the_spec(tmp_path
     problems, _ = check(paths)
     assert any("column 'pain0'" in p and "set missing as out_of_range" in p and "points at the spec" in p
                for p in problems), problems
+    # counted per (column, reason), in the order of the columns' names, with the distinct values
+    # as examples (the follow-ups, on the wrong scale too, are all out of range)
+    guarded = [p.split(": ", 1)[1].split(";")[0] for p in problems if "set missing as" in p]
+    assert guarded[0] == "6 of 20 values (30%) set missing as out_of_range (e.g. '55')", guarded
+    assert [p.split("column ")[1].split(":")[0] for p in problems if "set missing as" in p] == [
+        "'pain0'", "'pain12'", "'pain3'"]
     with pytest.raises(InputError) as err:
         harmonise(paths)
     assert "the spec is the likely problem" in err.value.message()
