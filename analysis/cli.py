@@ -10,6 +10,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from analysis import collector
 from analysis.errors import InputError
 from analysis.paths import Paths
 
@@ -36,15 +37,13 @@ def _loading(args):
     ``gc.callbacks``). Frozen only when modules were loaded, and never in a caller's process
     (a test's): frozen then, other objects (garbage in reference cycles among them) would
     never be freed."""
-    enabled, modules = gc.isenabled(), len(sys.modules)
-    gc.disable()
-    try:
-        yield
-    finally:
-        if args.own_process and len(sys.modules) > modules:
-            gc.freeze()
-        if enabled:
-            gc.enable()
+    modules = len(sys.modules)
+    with collector.paused():
+        try:
+            yield
+        finally:
+            if args.own_process and len(sys.modules) > modules:
+                gc.freeze()
 
 
 def cmd_demo_data(args, paths: Paths) -> int:

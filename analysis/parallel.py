@@ -9,7 +9,8 @@ import gc
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+
+from analysis import collector
 
 __all__ = ["default_jobs", "run_tasks", "shared", "kept"]
 
@@ -69,24 +70,14 @@ def _run(tasks, jobs: int, done) -> list:
     # (harmonising the demo: 78,000 -> 62,000 page faults and 0.17 s less CPU time)
     with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context, initializer=gc.freeze) as pool:
         futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(tasks)}  # the first forks the workers
-        with _collector_paused():
+        # the collector is paused while this process only receives the workers' results (the
+        # workers, forked before, keep theirs): each result unpickles into many objects, none
+        # of them garbage, and the collections they set off walked all the results received so
+        # far again and again (0.9 s of the 2.5 s this process spent receiving a million
+        # participants' harmonised trials)
+        with collector.paused():
             if done:
                 for future in as_completed(futures):
                     done(futures[future])
             return [future.result() for future in futures]
 
-
-@contextmanager
-def _collector_paused():
-    """The garbage collector off while this process only receives the workers' results (the
-    workers, forked before, keep theirs): each result unpickles into many objects, none of
-    them garbage, and the collections they set off walked all the results received so far
-    again and again (0.9 s of the 2.5 s this process spent receiving a million participants'
-    harmonised trials). On again afterwards, as it was."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

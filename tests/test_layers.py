@@ -2,7 +2,7 @@
 with ``ast``: imports inside functions count too, because that is where circles hide.
 
 Layers, lowest first: the top-level infrastructure (paths, io, errors, settings, timing,
-provenance, parallel); models; ingest and analyses (side by side, never importing each other);
+provenance, parallel, collector); models; ingest and analyses (side by side, never importing each other);
 book; federated; and the entry points (cli, pipeline, demo), which nothing imports.
 """
 
@@ -16,7 +16,7 @@ from analysis.paths import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "analysis"
 BASE = {"analysis.paths", "analysis.io", "analysis.errors", "analysis.settings", "analysis.timing",
-        "analysis.provenance", "analysis.parallel"}
+        "analysis.provenance", "analysis.parallel", "analysis.collector"}
 ENTRY = {"analysis.cli", "analysis.pipeline", "analysis.demo", "analysis.__main__"}
 LAYERS = ("models", "ingest", "analyses", "book", "federated")
 # what each layer may import from the project, besides itself
