@@ -183,13 +183,17 @@ def cmd_all(args, paths: Paths) -> int:
     if raw_empty:
         args.specs = False
         args.trials, args.participants = 27, 3514
-        # the generator's modules, numpy and pandas among them (0.4 s), load here and the child
-        # inherits them: this process needs numpy and pandas too, and loading them in both
-        # cost that much more CPU time on two busy cores
+        # the generator's modules, numpy and pandas among them (0.2 s), load here and the child
+        # inherits them: this process needs numpy and pandas too (loading the generator's
+        # modules in the child instead used 0.12 s more CPU time and saved no time)
         with _loading(args):
             import analysis.demo  # noqa: F401
 
-        wait = _start_in_child(cmd_demo_data, args, paths)
+        # one process writes the files while this one loads the analysis modules, the longer of
+        # the two (0.4 s against 0.3 s): two writers made three busy processes on two cores,
+        # and the loading here took 0.55 s instead
+        writer_args = argparse.Namespace(**{**vars(args), "jobs": 1})
+        wait = _start_in_child(cmd_demo_data, writer_args, paths)
     # the analysis modules (about a second of imports), the statistical-file reader and the
     # validation backends load before any work (while the child, if any, writes the files):
     # harmonise's forked workers inherit them instead of each loading them, and they are

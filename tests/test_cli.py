@@ -253,3 +253,28 @@ def test_loading_freezes_only_new_modules_objects_and_only_in_its_own_process(tm
     finally:
         gc.unfreeze()
         sys.modules.pop("freshly_loaded_module", None)
+
+
+def test_all_from_empty_writes_the_demo_in_one_process_beside_this_one(tmp_path, monkeypatch):
+    """`all` on an empty raw folder writes the synthetic demo in one child process (this one
+    loads the analysis modules meanwhile: a second writer made three busy processes on two
+    cores) and then harmonises and fits with the jobs asked for. Source of truth: the
+    arguments each step received, and the 27 raw files the writer made."""
+    from analysis import cli
+
+    started, steps = [], []
+
+    def start_here(fn, args, paths):  # the child's work, done here to look at it
+        started.append((fn, args.jobs))
+        fn(args, paths)
+        return lambda: steps.append("waited")
+
+    monkeypatch.setattr(cli, "_start_in_child", start_here)
+    monkeypatch.setattr(cli, "cmd_harmonise", lambda args, paths: steps.append(("harmonise", args.jobs)) or 0)
+    monkeypatch.setattr(cli, "cmd_fit", lambda args, paths: steps.append(("fit", args.jobs)) or 0)
+    data = tmp_path / "data"
+    shutil.copytree(PROJECT_ROOT / "data" / "specs", data / "specs")
+    assert main(["all", "--jobs", "2", "--data-dir", str(data), "--results-dir", str(tmp_path / "results")]) == 0
+    assert started == [(cli.cmd_demo_data, 1)]
+    assert steps == ["waited", ("harmonise", 2), ("fit", 2)]
+    assert len([p for p in (data / "raw").iterdir() if p.suffix in (".csv", ".xlsx", ".sav", ".dta", ".xpt")]) == 27
