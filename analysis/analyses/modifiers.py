@@ -30,10 +30,10 @@ from analysis.settings import (
     WINDOWS,
 )
 
-__all__ = ["MODIFIER_COLUMNS", "availability_matrix", "modifier_sample", "fit_modifier",
-           "modifier_estimates", "rcs_nonlinear_term", "logistic_modifier_design", "logistic_interaction",
-           "per_trial_interaction", "pool_per_trial", "effect_curve", "curve_grid", "modifier_method", "holm",
-           "modifier_fits", "modifier_tables", "interaction_columns"]
+__all__ = ["MODIFIER_COLUMNS", "availability_matrix", "modifier_sample", "fit_modifier", "modifier_estimates",
+           "rcs_nonlinear_term", "logistic_modifier_design", "logistic_interaction", "per_trial_interaction",
+           "pool_per_trial", "effect_curve", "effect_curve_columns", "curve_frame", "curve_grid", "modifier_method",
+           "holm", "modifier_fits", "modifier_tables", "interaction_columns"]
 
 CONTINUOUS_COVARIATES = tuple(c for c in COVARIATES if c not in BINARY_COVARIATES)
 MODIFIER_COLUMNS = RESULT_COLUMNS + [
@@ -272,8 +272,9 @@ def logistic_interaction(fit):
 
 
 def fit_modifier(participants, outcomes, comparison, outcome, window, covariate, frame=None, arms: Arms = None):
-    """Within- and across-trial interaction rows for one covariate, and figure data. ``arms``:
-    the comparison's participants at the window when the caller already selected them."""
+    """Within- and across-trial interaction rows for one covariate, and the effect curve's
+    columns (``effect_curve_columns``; None when not estimable). ``arms``: the comparison's
+    participants at the window when the caller already selected them."""
     if arms is not None:
         d = arms.complete(outcome, covariate)
     else:
@@ -305,9 +306,9 @@ def fit_modifier(participants, outcomes, comparison, outcome, window, covariate,
                 nonlinearity_p = float(chi2_upper_tail(max(dev_lin - dev_nl, 0.0), 1))
     rows = interaction_rows(comparison, outcome, window, covariate, k, n, trials_within, within, across,
                             fit.converged, fit.message, fit.tau2, ts, nonlinearity_p)
-    curve = effect_curve(*curve_grid(d, covariate), curve_coef[:3], curve_cov[:3, :3], curve_df,
-                         labels=dict(comparison=comparison, outcome=outcome, window=window, covariate=covariate,
-                                     scale=scale))
+    curve = effect_curve_columns(*curve_grid(d, covariate), curve_coef[:3], curve_cov[:3, :3], curve_df,
+                                 labels=dict(comparison=comparison, outcome=outcome, window=window,
+                                             covariate=covariate, scale=scale))
     return rows, curve
 
 
@@ -331,21 +332,42 @@ def curve_grid(d: Sample, covariate):
     return grid, kind, xbar
 
 
-def effect_curve(grid, kind, xbar, coef, cov, df, labels=None) -> pd.DataFrame:
+def effect_curve_columns(grid, kind, xbar, coef, cov, df, labels=None) -> dict:
     """Predicted exercise effect at each covariate value of ``grid``, for a participant of a
     trial whose covariate mean is ``xbar``: theta + within x (value - xbar) + across x xbar,
-    from the coefficients (exercise, within, across) and their covariance. ``labels``:
-    constant columns to add (one frame built at once: inserting columns costs more)."""
+    from the coefficients (exercise, within, across) and their covariance, as columns
+    (``curve_frame`` makes them a table). ``labels``: constant columns (one value each)."""
     grid = np.asarray(grid, float)
     a = np.column_stack([np.ones_like(grid), grid - xbar, np.full_like(grid, xbar)])
     est = a @ coef
     var = np.einsum("ij,jk,ik->i", a, cov, a)
     se = np.sqrt(np.where(var >= 0, var, np.nan))  # a negative variance: a degenerate fit, no band
     crit = t_quantile(0.975, df)
-    return pd.DataFrame(
-        {"kind": kind, "value": grid, "estimate": est, "se": se, "ci_low": est - crit * se,
-         "ci_high": est + crit * se, **(labels or {})}
-    )
+    return {"kind": list(kind), "value": grid, "estimate": est, "se": se, "ci_low": est - crit * se,
+            "ci_high": est + crit * se, **(labels or {})}
+
+
+def effect_curve(grid, kind, xbar, coef, cov, df, labels=None) -> pd.DataFrame:
+    """``effect_curve_columns`` as a table."""
+    return pd.DataFrame(effect_curve_columns(grid, kind, xbar, coef, cov, df, labels))
+
+
+def curve_frame(curves: list[dict]) -> pd.DataFrame:
+    """One table of many curves' columns (``effect_curve_columns``), in their order, each
+    curve's constant labels repeated along its rows: the same table as concatenating a frame
+    per curve, made at once (270 small frames, made in the workers and sent here, cost a
+    tenth of a second of the demo's fit)."""
+    if not curves:
+        return pd.DataFrame()
+    lengths = [len(c["value"]) for c in curves]
+    columns = {}
+    for name, first in curves[0].items():
+        if isinstance(first, (list, np.ndarray)):
+            columns[name] = np.concatenate([c[name] for c in curves]) if isinstance(first, np.ndarray) else [
+                v for c in curves for v in c[name]]
+        else:
+            columns[name] = [c[name] for c, n in zip(curves, lengths) for _ in range(n)]
+    return pd.DataFrame(columns)
 
 
 def holm_by_family(table: pd.DataFrame) -> pd.DataFrame:
@@ -411,7 +433,7 @@ def modifier_tables(parts) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = [r for part in ordered([i for p in parts for i in p[0]]) for r in part]
     curves = ordered([i for p in parts for i in p[1]])
     table = holm_by_family(pd.DataFrame(rows, columns=MODIFIER_COLUMNS))
-    return table, (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame())
+    return table, curve_frame(curves)
 
 
 def modifier_estimates(participants, outcomes, windows=None, outcomes_list=("pain", "function", "recovered"),

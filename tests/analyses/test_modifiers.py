@@ -10,6 +10,9 @@ import pytest
 from analysis.analyses.modifiers import (
     MODIFIER_COLUMNS,
     availability_matrix,
+    curve_frame,
+    effect_curve,
+    effect_curve_columns,
     fit_modifier,
     modifier_estimates,
     rcs_nonlinear_term,
@@ -150,7 +153,8 @@ def test_one_and_two_stage_agree_on_large_trials(demo_run):
     d["participant_id"] = np.arange(len(d)).astype(str)
     d["comparison"] = np.where(d.exercise == 1, "exercise", "none_usual_care")
     outcomes = d[["trial_id", "participant_id", "pain"]].assign(window="short", function=np.nan, recovered=np.nan)
-    rows, curve = fit_modifier(d.drop(columns="pain"), outcomes, "none_usual_care", "pain", "short", "bmi")
+    rows, columns = fit_modifier(d.drop(columns="pain"), outcomes, "none_usual_care", "pain", "short", "bmi")
+    curve = curve_frame([columns])
     r = rows[0]
     assert r["estimate"] == pytest.approx(0.5, abs=3 * r["se"])
     assert abs(r["two_stage_estimate"] - r["estimate"]) < r["se"] and r["two_stage_disagrees"] is False
@@ -238,3 +242,21 @@ def test_holm_equals_statsmodels():
              np.array([0.3, 0.6, 0.9]), np.array([0.02])]
     for p in cases:
         np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], rtol=0, atol=1e-15)
+
+
+def test_curve_frame_is_the_concatenation_of_the_curves_frames():
+    """Source of truth: pd.concat of one effect_curve frame per curve (what the modifier
+    tables were made from before curve_frame); equal values, dtypes and order, exactly."""
+    rng = np.random.default_rng(3)
+    curves = []
+    for j, (grid, kind) in enumerate([([0.0, 1.0], ["level"] * 2), (np.linspace(-1, 2, 25), ["curve"] * 25),
+                                      (np.r_[np.linspace(0, 1, 3), [0.2, 0.5]], ["curve"] * 3 + ["decile"] * 2)]):
+        a = rng.normal(size=(3, 3))
+        cov = a @ a.T if j != 2 else -a @ a.T  # a degenerate fit: negative variances, no band (NaN)
+        labels = dict(comparison=f"c{j}", outcome="pain", window="short", covariate=f"x{j}", scale="md")
+        curves.append((grid, kind, 0.3 * j, rng.normal(size=3), cov, 10.0 + j, labels))
+    made = curve_frame([effect_curve_columns(*c) for c in curves])
+    expected = pd.concat([effect_curve(*c) for c in curves], ignore_index=True)
+    pd.testing.assert_frame_equal(made, expected, check_exact=True)
+    assert made.se.isna().any()  # the degenerate curve's band is missing, as in the frames
+    assert curve_frame([]).empty
