@@ -35,6 +35,12 @@ __all__ = ["LogisticFit", "fit_mixed_logistic", "SEPARATION_LIMIT", "gauss_hermi
 TAU_START_MIN, TAU_START_MAX = 0.05, 2.0  # the range of tau's starting value (_tau_start)
 START_STEPS = 3  # Newton steps of the common-effect fit that starts a random-effect fit
 SEPARATION_LIMIT = 15.0  # a coefficient beyond this (log odds) is separation, not an estimate
+# Up to this many entries (control rows x upper-triangle terms; 512 kB) the control arms'
+# weighted cross products come from one product of their outer products with the trial
+# indicator: 2 to 4 times faster than a BLAS product per trial at the demo's size (27 trials,
+# 1,500 rows), but 5 to 7 times slower once the arrays leave the processor's cache (measured
+# from 85,000 entries; 100 trials of 120 control rows: 1.6 ms against 0.3 ms)
+CONTROL_OUTER_MAX = 65_536
 
 
 @dataclass
@@ -116,8 +122,11 @@ class _Data:
         self.sign_t, self.sign_c = 2 * self.y_t - 1, 2 * self.y_c - 1
         base = np.column_stack([self.zfull, self.x, self.t])
         self.base_t, self.base_c = base[self.treated], base[self.control]
-        self.upper = np.triu_indices(base.shape[1])
+        self.upper = _upper_triangle(base.shape[1])
         self.outer_t = np.take(self.base_t, self.upper[0], axis=1) * np.take(self.base_t, self.upper[1], axis=1)
+        self.outer_c = None  # the control rows' outer products, when few enough (weighted_cross_control)
+        if self.base_c.shape[0] * len(self.upper[0]) <= CONTROL_OUTER_MAX:
+            self.outer_c = np.take(self.base_c, self.upper[0], axis=1) * np.take(self.base_c, self.upper[1], axis=1)
         self._bounds_t = self._bounds(self.codes[self.treated])
         self._bounds_c = self._bounds(self.codes[self.control])
         self._indicator_t = group_indicator(self.codes_t, self.k)
@@ -150,10 +159,17 @@ class _Data:
         return self._indicator_c @ arr
 
     def weighted_cross_control(self, w):
-        """Per trial: the sum over its control rows of w x (base row)' (base row), as one small
-        BLAS product per trial (no n x nb^2 array of outer products)."""
-        lo, hi = self._bounds_c
+        """Per trial: the sum over its control rows of w x (base row)' (base row). With few
+        rows (``outer_c``), from the rows' outer products (upper triangle) in one product
+        with the trial indicator; otherwise one small BLAS product per trial."""
         nb = self.base_c.shape[1]
+        if self.outer_c is not None:
+            upper = self.sum_control(w[:, None] * self.outer_c)
+            out = np.empty((self.k, nb, nb))
+            out[:, self.upper[0], self.upper[1]] = upper
+            out[:, self.upper[1], self.upper[0]] = upper
+            return out
+        lo, hi = self._bounds_c
         out = np.zeros((self.k, nb, nb))
         for i in np.flatnonzero(hi > lo):
             rows = self.base_c[lo[i]:hi[i]]
@@ -171,6 +187,16 @@ class _Data:
     @property
     def n_trial_params(self):
         return self.k * self.pz
+
+
+@cache
+def _upper_triangle(n: int):
+    """np.triu_indices(n), made once for each size (60 us a call, an eighth of setting up a
+    fit's data). Read-only, as every fit shares them."""
+    rows, columns = np.triu_indices(n)
+    rows.setflags(write=False)
+    columns.setflags(write=False)
+    return rows, columns
 
 
 class _NodeBuffers(NamedTuple):
@@ -414,13 +440,17 @@ def _chol_solve(chol, rhs):
 def _newton_direction(g, h: BlockArrow, free):
     """Newton direction for maximisation; if -H is not positive definite (far from the
     optimum), shift it (Levenberg) until it is."""
-    shift = 0.0
+    try:
+        return h.solve_negative(g, free)  # the usual case, near the optimum
+    except np.linalg.LinAlgError:
+        pass
     scale = max(np.abs(np.r_[np.diagonal(h.trial, axis1=1, axis2=2).ravel(), np.diag(h.common)]).mean(), 1e-12)
-    for _ in range(30):
+    shift = 1e-6 * scale
+    for _ in range(29):
         try:
             return h.solve_negative(g, free, shift)
         except np.linalg.LinAlgError:
-            shift = max(shift * 10, 1e-6 * scale)
+            shift *= 10
     return np.where(free, g, 0.0) / scale  # steepest ascent as the last resort
 
 

@@ -125,6 +125,60 @@ def test_block_arrow_solves_equal_dense_algebra():
     assert np.isnan(cov[2]).all()
 
 
+
+def test_newton_direction_shifts_an_indefinite_hessian_until_it_is_positive_definite():
+    """Far from the optimum -H may not be positive definite: the direction solves
+    (-H + s I) x = g with s the first of 1e-6 x the mean absolute diagonal x 10^j
+    (j = 0, 1, ...) for which -H + s I is positive definite. Source of truth: that search
+    done on the dense matrix with numpy's Cholesky; a positive definite -H gets no shift."""
+    from analysis.models.glmm import BlockArrow, _newton_direction
+
+    rng = np.random.default_rng(4)
+    k, pz, c = 5, 1, 3
+    trial = np.array([-(a @ a.T + np.eye(pz)) for a in rng.normal(size=(k, pz, pz))])
+    common = -(lambda a: a @ a.T + 5 * np.eye(c))(rng.normal(size=(c, c)))
+    g, free = rng.normal(size=k * pz + c), np.ones(k * pz + c, bool)
+    for flip in (False, True):
+        if flip:
+            common[1, 1] = 3.0  # -H has a negative diagonal entry: indefinite
+        h = BlockArrow(trial, 0.2 * rng.normal(size=(k, pz, c)), common)
+        dense, size = -h.dense(), k * pz + c
+        scale = np.abs(np.diag(dense)).mean()
+        shift = 0.0
+        while np.any(np.linalg.eigvalsh(dense + shift * np.eye(size)) <= 0):
+            shift = 1e-6 * scale if shift == 0 else shift * 10
+        assert (shift > 0) == flip
+        expected = np.linalg.solve(dense + shift * np.eye(size), g)
+        np.testing.assert_allclose(_newton_direction(g, h, free), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_control_cross_products_by_indicator_equal_per_trial_products(monkeypatch):
+    """The control arms' weighted cross products per trial: from the rows' outer products and
+    the trial indicator (few rows, CONTROL_OUTER_MAX) or by a matrix product per trial (many
+    rows). Source of truth: each other, and numpy's einsum over the rows; equal to rounding
+    (1e-12 relative: sums of the same terms in another order). A trial without control rows
+    gets zeros."""
+    from analysis.models import glmm
+
+    rng = np.random.default_rng(6)
+    trial = np.repeat([f"R{i}" for i in range(4)], 50)
+    t = np.tile([0.0, 1.0], 100)
+    t[150:] = 1.0  # R3: exercise arm only
+    x, z = rng.normal(size=(200, 2)), rng.normal(size=200)
+    y = rng.binomial(1, 0.4, 200)
+    small = glmm._Data(trial, y, x, t, z)
+    monkeypatch.setattr(glmm, "CONTROL_OUTER_MAX", 0)
+    large = glmm._Data(trial, y, x, t, z)
+    assert small.outer_c is not None and large.outer_c is None
+    w = rng.random(len(small.base_c))
+    by_indicator, per_trial = small.weighted_cross_control(w), large.weighted_cross_control(w)
+    codes = small.codes[small.control]
+    expected = np.array([np.einsum("n,ni,nj->ij", w[codes == i], small.base_c[codes == i], small.base_c[codes == i])
+                         for i in range(small.k)])
+    np.testing.assert_allclose(by_indicator, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(per_trial, expected, rtol=1e-12, atol=1e-12)
+    assert not by_indicator[3].any() and not per_trial[3].any()
+
 def test_likelihood_evaluations_reuse_arrays_without_carrying_anything_over():
     """_mixture writes into arrays its data keep between evaluations. Source of truth: the
     same evaluation on fresh data (new arrays), which it must equal exactly after evaluations
