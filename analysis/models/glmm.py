@@ -402,7 +402,9 @@ class BlockArrow:
 
     def solve_negative(self, g, free, shift=0.0):
         """x with (-H + shift I) x = g on the free parameters (0 elsewhere), via Cholesky of
-        the trial blocks and of the Schur complement; LinAlgError if not positive definite."""
+        the trial blocks and the Schur complement (whose Cholesky only checks it: one LU
+        solve costs less than two triangular ones through numpy); LinAlgError if not
+        positive definite."""
         k, pz, c = self.cross.shape
         trial, cross, common = self._masked(free, -1.0)
         if shift:
@@ -411,11 +413,12 @@ class BlockArrow:
         g = np.where(free, g, 0.0)
         gt, gc = g[:k * pz].reshape(k, pz), g[k * pz:]
         chol = np.linalg.cholesky(trial)
-        inv_cross = _chol_solve(chol, cross)  # T_i^-1 B_i
-        inv_gt = _chol_solve(chol, gt[:, :, None])[:, :, 0]
+        # T_i^-1 B_i and T_i^-1 g_i from one pair of triangular solves (each column on its own)
+        solved = _chol_solve(chol, np.concatenate([cross, gt[:, :, None]], axis=2))
+        inv_cross, inv_gt = solved[:, :, :c], solved[:, :, c]
         schur = common - np.einsum("kpa,kpb->ab", cross, inv_cross)
-        chol_s = np.linalg.cholesky(schur)
-        xc = np.linalg.solve(chol_s.T, np.linalg.solve(chol_s, gc - np.einsum("kpa,kp->a", cross, inv_gt)))
+        np.linalg.cholesky(schur)  # raises LinAlgError if not positive definite (then the caller shifts)
+        xc = np.linalg.solve(schur, gc - np.einsum("kpa,kp->a", cross, inv_gt))
         xt = inv_gt - np.einsum("kpa,a->kp", inv_cross, xc)
         return np.where(free, np.r_[xt.ravel(), xc], 0.0)
 
