@@ -2,6 +2,7 @@
 must match what benchmarks/run.py parses (a silent mismatch would leave the table empty)."""
 
 import logging
+import os
 
 from analysis import demo
 from analysis.analyses.fit import fit_all
@@ -33,3 +34,16 @@ def test_demo_from_empty_is_reported_as_the_median_of_its_runs_and_a_multiple_of
         "5.5 s (median of 5 runs: 4.6 to 7.3 s), 55 times one MixedLM fit of its sample")
     no_demo = table[table.trials == 100]
     assert _demo_all_text([5.0], no_demo) == "5.0 s (one run)"
+
+
+def test_measured_runs_use_pythons_bytecode_cache(monkeypatch):
+    """The measured `python -m analysis` runs get this environment without
+    PYTHONDONTWRITEBYTECODE (Python's default: compiled modules cached in __pycache__), and
+    everything else as it is. Source of truth: the environment given, variable by variable."""
+    from benchmarks.run import python_environment
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    env = python_environment()
+    assert "PYTHONDONTWRITEBYTECODE" not in env and env["OPENBLAS_NUM_THREADS"] == "3"
+    assert env == {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
