@@ -190,8 +190,8 @@ def cmd_all(args, paths: Paths) -> int:
             import analysis.demo  # noqa: F401
 
         # one process writes the files while this one loads the analysis modules, the longer of
-        # the two (0.4 s against 0.3 s): two writers made three busy processes on two cores,
-        # and the loading here took 0.55 s instead
+        # the two (0.4 s against 0.3 s); with two writers, three busy processes shared the two
+        # cores and the loading here took 0.55 s
         writer_args = argparse.Namespace(**{**vars(args), "jobs": 1})
         wait = _start_in_child(cmd_demo_data, writer_args, paths)
     # the analysis modules (about a second of imports), the statistical-file reader and the

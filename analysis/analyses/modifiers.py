@@ -362,10 +362,11 @@ def curve_frame(curves: list[dict]) -> pd.DataFrame:
     lengths = [len(c["value"]) for c in curves]
     columns = {}
     for name, first in curves[0].items():
-        if isinstance(first, (list, np.ndarray)):
-            columns[name] = np.concatenate([c[name] for c in curves]) if isinstance(first, np.ndarray) else [
-                v for c in curves for v in c[name]]
-        else:
+        if isinstance(first, np.ndarray):  # values
+            columns[name] = np.concatenate([c[name] for c in curves])
+        elif isinstance(first, list):  # the kind of each point
+            columns[name] = [v for c in curves for v in c[name]]
+        else:  # a label, one per curve
             columns[name] = [c[name] for c, n in zip(curves, lengths) for _ in range(n)]
     return pd.DataFrame(columns)
 
