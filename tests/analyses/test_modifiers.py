@@ -15,6 +15,8 @@ from analysis.analyses.modifiers import (
     effect_curve_columns,
     fit_modifier,
     modifier_estimates,
+    per_trial_interaction,
+    per_trial_interactions,
     rcs_nonlinear_term,
 )
 from analysis.demo import TRUTH
@@ -260,3 +262,31 @@ def test_curve_frame_is_the_concatenation_of_the_curves_frames():
     pd.testing.assert_frame_equal(made, expected, check_exact=True)
     assert made.se.isna().any()  # the degenerate curve's band is missing, as in the frames
     assert curve_frame([]).empty
+
+
+@pytest.mark.parametrize("batch_rows", [100_000, 3_000])
+def test_batched_two_stage_first_stages_equal_one_call_per_sample(demo_run, monkeypatch, batch_rows):
+    """per_trial_interactions fits several samples' per-trial logistic regressions in one
+    call per design width (and per BATCH_ROWS rows: 3,000 makes batches of one to two).
+    Source of truth: per_trial_interaction on each sample alone; the frames must be identical
+    to the last bit (each trial is its own group in either call), for every covariate of the
+    demo's recovery models at two windows (design widths 5 and 6, trials set aside under
+    separation among them) and for a sample with no usable trial."""
+    from analysis.analyses import modifiers
+    from analysis.analyses.arrays import Arms
+    from analysis.analyses.samples import comparison_participants, window_frame
+    from analysis.settings import COVARIATES
+
+    p, o = demo_run.tables["participants"], demo_run.tables["outcomes"]
+    columns = ["recovered", "pain_bl", "function_bl", *COVARIATES]
+    samples = []
+    for window in ("short", "long"):
+        arms = Arms(comparison_participants(window_frame(p, o, window), "none_usual_care"), columns)
+        samples += [(arms.complete("recovered", c), c) for c in COVARIATES]
+    few = samples[0][0].subset(np.arange(len(samples[0][0])) < 5)  # five participants: no trial usable
+    samples.append((few, COVARIATES[0]))
+    monkeypatch.setattr(modifiers, "BATCH_ROWS", batch_rows)
+    batched = per_trial_interactions(samples)
+    for (d, covariate), frame in zip(samples, batched):
+        pd.testing.assert_frame_equal(frame, per_trial_interaction(d, covariate), check_exact=True)
+    assert batched[-1].empty and sum(len(f) for f in batched) > 100
