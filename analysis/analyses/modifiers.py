@@ -21,7 +21,7 @@ from analysis.models.distributions import chi2_upper_tail, t_quantile, t_upper_t
 from analysis.models.glmm import SEPARATION_LIMIT, fit_mixed_logistic
 from analysis.models.meta import pool
 from analysis.models.onestage import fit_ml_deviance, fit_reml, sufficient_stats
-from analysis.models.pertrial import per_trial_logistic, trial_codes
+from analysis.models.pertrial import per_trial_logistic_many
 from analysis.settings import (
     AGHQ_NODES,
     BINARY_COVARIATES,
@@ -124,46 +124,28 @@ def per_trial_interaction(d: Sample, covariate) -> pd.DataFrame:
     return per_trial_interactions([(d, covariate)])[0]
 
 
-# samples are batched up to this many rows in all: the overhead they share matters for small
-# samples only, and a million participants' ten samples at once would hold a gigabyte
+# samples are batched up to this many rows in all (per_trial_logistic_many): the work they
+# share matters for small samples only, and a million participants' ten at once would hold a
+# gigabyte
 BATCH_ROWS = 100_000
 
 
 def per_trial_interactions(samples) -> list[pd.DataFrame]:
-    """``per_trial_interaction`` of each (sample, covariate) pair, the same frames, from one
-    ``per_trial_logistic`` call per design width: each sample's trials enter as groups of their
-    own (numbered in the order of the sample's sorted trial labels, as its own call numbers
-    them), and every group is fitted on its own, so each pair's numbers are those of its own
-    call (tested). Batches hold up to ``BATCH_ROWS`` rows. A window's ten recovery checks in
-    one call: 0.24 -> 0.15 s of the demo's CPU time, most of it numpy's per-call work in each
-    of the iterations (about 22 a call, most of them for trials under separation)."""
-    frames = [pd.DataFrame({"trial_id": [], "estimate": [], "variance": []}) for _ in samples]
-    open_batches: dict = {}  # per design width, the batch being filled
-    batches = []
-    for j, (d, covariate) in enumerate(samples):
-        design = _interaction_design(d, covariate)
+    """``per_trial_interaction`` of each (sample, covariate) pair, the same frames, with the
+    regressions of all pairs fitted together (``per_trial_logistic_many``): a window's ten
+    recovery checks 0.24 -> 0.15 s of the demo's CPU time, most of it numpy's per-call work
+    in each of the iterations (about 22 a call, most of them for trials under separation)."""
+    designs = [_interaction_design(d, covariate) for d, covariate in samples]
+    fits = iter(per_trial_logistic_many([x for x in designs if x is not None], BATCH_ROWS))
+    frames = []
+    for design in designs:
         if design is None:
+            frames.append(pd.DataFrame({"trial_id": [], "estimate": [], "variance": []}))
             continue
-        width, rows = design[2].shape[1], len(design[1])
-        batch = open_batches.get(width)
-        if batch is None or sum(len(b[2]) for b in batch) + rows > BATCH_ROWS:
-            batch = open_batches[width] = []
-            batches.append(batch)
-        batch.append((j, *design))
-    for batch in batches:
-        labels, codes, offsets = [], [], [0]
-        for _, trial, _, _ in batch:
-            sample_labels, sample_codes = trial_codes(trial)
-            labels.append(sample_labels)
-            codes.append(sample_codes + offsets[-1])
-            offsets.append(offsets[-1] + len(sample_labels))
-        r = per_trial_logistic(np.concatenate(codes), np.concatenate([b[2] for b in batch]),
-                               np.concatenate([b[3] for b in batch]))
+        r = next(fits)
         keep = r.ok & (r.se[:, 3] < 10)
-        for (j, *_), sample_labels, first, last in zip(batch, labels, offsets[:-1], offsets[1:]):
-            kept = keep[first:last]
-            frames[j] = pd.DataFrame({"trial_id": sample_labels[kept], "estimate": r.coef[first:last][kept, 3],
-                                      "variance": r.se[first:last][kept, 3] ** 2})
+        frames.append(pd.DataFrame({"trial_id": r.labels[keep], "estimate": r.coef[keep, 3],
+                                    "variance": r.se[keep, 3] ** 2}))
     return frames
 
 

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, special
 
-__all__ = ["PerTrialLogistic", "per_trial_logistic", "group_indicator", "group_sums", "trial_codes"]
+__all__ = ["PerTrialLogistic", "per_trial_logistic", "per_trial_logistic_many", "group_indicator", "group_sums",
+           "trial_codes"]
 
 
 def trial_codes(trial):
@@ -122,6 +123,40 @@ def per_trial_logistic(trial, y, x, max_iter: int = 100, tol: float = 1e-10) -> 
     perfect = (indicator @ (np.abs(y - mu) > 1e-8).astype(float)) == 0
     ok = converged & full_rank & ~perfect & np.isfinite(se).all(axis=1)
     return PerTrialLogistic(labels=labels, coef=coef, se=se, n=n, ok=ok)
+
+
+def per_trial_logistic_many(designs, max_rows: int = 100_000) -> list[PerTrialLogistic]:
+    """``per_trial_logistic`` of each (trial, y, x) design, the same numbers to the last bit,
+    from one call per design width and per ``max_rows`` rows: each design's trials enter as
+    groups of their own, numbered in the order of its sorted labels (as its own call numbers
+    them), and every group is fitted on its own (tested). Small designs share the per-call
+    work of each iteration, most of the time of a call at a few hundred rows; larger ones
+    gain nothing and would only hold more memory at once, hence ``max_rows``."""
+    open_batches: dict = {}  # per design width, the batch being filled and its rows
+    batches = []
+    for j, (_, y, x) in enumerate(designs):
+        width = np.shape(x)[1]
+        batch = open_batches.get(width)
+        if batch is None or batch[1] + len(y) > max_rows:
+            batch = open_batches[width] = [[], 0]
+            batches.append(batch[0])
+        batch[0].append(j)
+        batch[1] += len(y)
+    out: list = [None] * len(designs)
+    for members in batches:
+        labels, codes, offsets = [], [], [0]
+        for j in members:
+            design_labels, design_codes = trial_codes(designs[j][0])
+            labels.append(design_labels)
+            codes.append(design_codes + offsets[-1])
+            offsets.append(offsets[-1] + len(design_labels))
+        y = np.concatenate([np.asarray(designs[j][1], float) for j in members])
+        x = np.concatenate([np.asarray(designs[j][2], float) for j in members])
+        r = per_trial_logistic(np.concatenate(codes), y, x)
+        for j, design_labels, first, last in zip(members, labels, offsets[:-1], offsets[1:]):
+            out[j] = PerTrialLogistic(labels=design_labels, coef=r.coef[first:last], se=r.se[first:last],
+                                      n=r.n[first:last], ok=r.ok[first:last])
+    return out
 
 
 def _weighted_cross_products(x, w, bounds):

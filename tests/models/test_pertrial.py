@@ -111,6 +111,39 @@ def test_each_trial_fit_is_the_same_alone_or_with_the_others():
     assert list(together.ok) == [True, True, False, True, False]
 
 
+
+@pytest.mark.parametrize("max_rows", [100_000, 500])
+def test_many_designs_fitted_together_equal_each_fitted_alone(max_rows):
+    """per_trial_logistic_many fits several designs' trials as groups of one call per design
+    width (and per max_rows rows: 500 splits them into several calls). Source of truth:
+    per_trial_logistic on each design alone, equal to the bit: labels, coefficients, SEs,
+    sizes and flags. The designs share trial labels (each design's trials are its own
+    groups), have two widths, rows in any order, and a separated trial."""
+    from analysis.models.pertrial import per_trial_logistic_many
+
+    rng = np.random.default_rng(12)
+    designs = []
+    for j, width in enumerate([3, 4, 3, 3, 4]):
+        sizes = {"A": 40 + 10 * j, "B": 80, "C": 30, "D10": 60}
+        trial = np.repeat(list(sizes), list(sizes.values()))
+        n = len(trial)
+        ex = rng.integers(0, 2, n).astype(float)
+        extra = rng.normal(size=(n, width - 2))
+        y = (rng.random(n) < 1 / (1 + np.exp(-(0.6 * ex + extra[:, 0])))).astype(float)
+        if j == 2:
+            y[trial == "C"] = ex[trial == "C"]  # separated
+        order = rng.permutation(n)
+        designs.append((trial[order], y[order], np.column_stack([np.ones(n), ex, extra])[order]))
+    together = per_trial_logistic_many(designs, max_rows=max_rows)
+    for design, fit in zip(designs, together):
+        alone = per_trial_logistic(*design)
+        np.testing.assert_array_equal(fit.labels, alone.labels)
+        np.testing.assert_array_equal(fit.coef, alone.coef)
+        np.testing.assert_array_equal(fit.se, alone.se)
+        np.testing.assert_array_equal(fit.n, alone.n)
+        np.testing.assert_array_equal(fit.ok, alone.ok)
+    assert not together[2].ok[2]  # the separated trial is set aside there
+
 def test_group_indicator_of_sorted_rows_is_the_matrix_the_pairs_build():
     """Source of truth: scipy's conversion of the (group, row) pairs to compressed rows, which
     the indicator of rows in any order still uses. For rows sorted by group, the directly built
