@@ -177,11 +177,27 @@ def _logistic_two_stage(d, covariate):
 def two_stage_checks(arms: Arms, covariates) -> dict:
     """The recovery interaction models' two-stage checks (pooled estimate, SE) of the
     covariates whose within-trial interaction is estimable (those ``fit_modifier`` fits),
-    their first stages in one batch (``per_trial_interactions``)."""
-    samples = {c: arms.complete("recovered", c) for c in covariates}
-    estimable = [c for c, d in samples.items() if int(trials_varying(d).sum()) >= 2]
-    first_stages = per_trial_interactions([(samples[c], c) for c in estimable])
-    return {c: pool_per_trial(per_trial) for c, per_trial in zip(estimable, first_stages)}
+    their first stages together (``per_trial_interactions``) in batches of up to
+    ``BATCH_ROWS`` participants: one sample at a time beyond that, so that a million
+    participants' ten samples are never held at once."""
+    checks: dict = {}
+    batch: list = []
+
+    def fit_batch():
+        for (_, covariate), per_trial in zip(batch, per_trial_interactions(batch)):
+            checks[covariate] = pool_per_trial(per_trial)
+        batch.clear()
+
+    for covariate in covariates:
+        d = arms.complete("recovered", covariate)
+        if int(trials_varying(d).sum()) < 2:
+            continue
+        if batch and sum(len(b) for b, _ in batch) + len(d) > BATCH_ROWS:
+            fit_batch()
+        batch.append((d, covariate))
+    if batch:
+        fit_batch()
+    return checks
 
 
 def _row(comparison, outcome, window, term, scale, summary, method, note, extra):

@@ -290,3 +290,33 @@ def test_batched_two_stage_first_stages_equal_one_call_per_sample(demo_run, monk
     for (d, covariate), frame in zip(samples, batched):
         pd.testing.assert_frame_equal(frame, per_trial_interaction(d, covariate), check_exact=True)
     assert batched[-1].empty and sum(len(f) for f in batched) > 100
+
+
+@pytest.mark.parametrize("batch_rows", [100_000, 3_000, 10])
+def test_two_stage_checks_equal_each_covariates_own_and_batch_within_the_row_limit(demo_run, monkeypatch,
+                                                                                 batch_rows):
+    """two_stage_checks gives each estimable covariate's (pooled estimate, SE) of its recovery
+    model's two-stage check. Source of truth: the same check made on that covariate's sample
+    alone (pool_per_trial of per_trial_interaction), equal to the bit; and the batches it
+    fits hold at most BATCH_ROWS participants unless a batch is a single sample (10: every
+    sample alone), which bounds the memory held at once."""
+    from analysis.analyses import modifiers
+    from analysis.analyses.arrays import Arms
+    from analysis.analyses.samples import comparison_participants, window_frame
+    from analysis.settings import COVARIATES
+
+    p, o = demo_run.tables["participants"], demo_run.tables["outcomes"]
+    arms = Arms(comparison_participants(window_frame(p, o, "moderate"), "any_non_exercise"),
+                ["recovered", "pain_bl", "function_bl", *COVARIATES])
+    sizes = []
+    batched = modifiers.per_trial_interactions
+    monkeypatch.setattr(modifiers, "BATCH_ROWS", batch_rows)
+    monkeypatch.setattr(modifiers, "per_trial_interactions",
+                        lambda samples: sizes.append([len(d) for d, _ in samples]) or batched(samples))
+    checks = modifiers.two_stage_checks(arms, COVARIATES)
+    assert len(checks) >= 8 and all(sum(s) <= batch_rows or len(s) == 1 for s in sizes)
+    expected_calls = {100_000: (1, 1), 3_000: (2, len(checks) - 1), 10: (len(checks), len(checks))}[batch_rows]
+    assert expected_calls[0] <= len(sizes) <= expected_calls[1]
+    for covariate, (estimate, se) in checks.items():
+        alone = modifiers.pool_per_trial(per_trial_interaction(arms.complete("recovered", covariate), covariate))
+        np.testing.assert_array_equal([estimate, se], alone)
