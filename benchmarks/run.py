@@ -160,9 +160,9 @@ def bench_demo_all(runs: int = DEMO_ALL_RUNS) -> tuple[list[float], list[float]]
     """`all` on the demo from an empty raw folder (generation included), ``runs`` times, each
     in a new folder: the wall times, and after each run one MixedLM fit of its sample (the
     yardstick, median of 3) timed in the same minute. This machine's speed drifts by 10 to
-    15 % over the minutes a benchmark takes (the same code's demo from empty took 2.4 to 2.8 s
-    and its MixedLM fit 0.047 to 0.057 s in five runs, the fit timed minutes before the demo),
-    so the ratio of the two is taken from measurements side by side."""
+    15 % over the minutes a benchmark takes (the same fits' demo from empty took 2.4 to 2.8 s
+    and their MixedLM fit 0.047 to 0.057 s in three runs, the fit timed minutes before the
+    demo), so the ratio of the two is taken from measurements side by side."""
     from analysis.analyses.fit import load_derived
     from analysis.analyses.samples import outcome_sample
     from analysis.paths import Paths
