@@ -124,25 +124,25 @@ def per_trial_interaction(d: Sample, covariate) -> pd.DataFrame:
     return per_trial_interactions([(d, covariate)])[0]
 
 
-# samples are batched up to this many rows in all (per_trial_logistic_many): the work they
-# share matters for small samples only, and a million participants' ten at once would hold a
-# gigabyte
+# regressions are fitted together up to this many rows in all (per_trial_logistic_many): the
+# work they share matters for small samples only, and a million participants' ten samples at
+# once would hold a gigabyte
 BATCH_ROWS = 100_000
 
 
 def per_trial_interactions(samples) -> list[pd.DataFrame]:
     """``per_trial_interaction`` of each (sample, covariate) pair, the same frames, with the
-    regressions of all pairs fitted together (``per_trial_logistic_many``): a window's ten
-    recovery checks 0.24 -> 0.15 s of the demo's CPU time, most of it numpy's per-call work
-    in each of the iterations (about 22 a call, most of them for trials under separation)."""
-    designs = [_interaction_design(d, covariate) for d, covariate in samples]
-    fits = iter(per_trial_logistic_many([x for x in designs if x is not None], BATCH_ROWS))
+    regressions of all pairs fitted together (``per_trial_logistic_many``, up to
+    ``BATCH_ROWS`` rows at a time; ``samples`` may be an iterator, read one pair at a time): a
+    window's ten recovery checks 0.24 -> 0.15 s of the demo's CPU time, most of it numpy's
+    per-call work in each of the iterations (about 22 a call, most of them for trials under
+    separation)."""
+    fits = per_trial_logistic_many((_interaction_design(d, covariate) for d, covariate in samples), BATCH_ROWS)
     frames = []
-    for design in designs:
-        if design is None:
+    for r in fits:
+        if r is None:
             frames.append(pd.DataFrame({"trial_id": [], "estimate": [], "variance": []}))
             continue
-        r = next(fits)
         keep = r.ok & (r.se[:, 3] < 10)
         frames.append(pd.DataFrame({"trial_id": r.labels[keep], "estimate": r.coef[keep, 3],
                                     "variance": r.se[keep, 3] ** 2}))
@@ -177,27 +177,19 @@ def _logistic_two_stage(d, covariate):
 def two_stage_checks(arms: Arms, covariates) -> dict:
     """The recovery interaction models' two-stage checks (pooled estimate, SE) of the
     covariates whose within-trial interaction is estimable (those ``fit_modifier`` fits),
-    their first stages together (``per_trial_interactions``) in batches of up to
-    ``BATCH_ROWS`` participants: one sample at a time beyond that, so that a million
-    participants' ten samples are never held at once."""
-    checks: dict = {}
-    batch: list = []
+    their first stages together (``per_trial_interactions``). The samples are made one at a
+    time as the batches take them, so that a million participants' ten are never held at once."""
+    estimable = []
 
-    def fit_batch():
-        for (_, covariate), per_trial in zip(batch, per_trial_interactions(batch)):
-            checks[covariate] = pool_per_trial(per_trial)
-        batch.clear()
+    def samples():
+        for covariate in covariates:
+            d = arms.complete("recovered", covariate)
+            if int(trials_varying(d).sum()) >= 2:
+                estimable.append(covariate)
+                yield d, covariate
 
-    for covariate in covariates:
-        d = arms.complete("recovered", covariate)
-        if int(trials_varying(d).sum()) < 2:
-            continue
-        if batch and sum(len(b) for b, _ in batch) + len(d) > BATCH_ROWS:
-            fit_batch()
-        batch.append((d, covariate))
-    if batch:
-        fit_batch()
-    return checks
+    first_stages = per_trial_interactions(samples())
+    return {c: pool_per_trial(per_trial) for c, per_trial in zip(estimable, first_stages)}
 
 
 def _row(comparison, outcome, window, term, scale, summary, method, note, extra):

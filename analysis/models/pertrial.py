@@ -125,37 +125,47 @@ def per_trial_logistic(trial, y, x, max_iter: int = 100, tol: float = 1e-10) -> 
     return PerTrialLogistic(labels=labels, coef=coef, se=se, n=n, ok=ok)
 
 
-def per_trial_logistic_many(designs, max_rows: int = 100_000) -> list[PerTrialLogistic]:
-    """``per_trial_logistic`` of each (trial, y, x) design, the same numbers to the last bit,
-    from one call per design width and per ``max_rows`` rows: each design's trials enter as
-    groups of their own, numbered in the order of its sorted labels (as its own call numbers
-    them), and every group is fitted on its own (tested). Small designs share the per-call
-    work of each iteration, most of the time of a call at a few hundred rows; larger ones
-    gain nothing and would only hold more memory at once, hence ``max_rows``."""
-    open_batches: dict = {}  # per design width, the batch being filled and its rows
-    batches = []
-    for j, (_, y, x) in enumerate(designs):
-        width = np.shape(x)[1]
-        batch = open_batches.get(width)
-        if batch is None or batch[1] + len(y) > max_rows:
-            batch = open_batches[width] = [[], 0]
-            batches.append(batch[0])
-        batch[0].append(j)
-        batch[1] += len(y)
-    out: list = [None] * len(designs)
-    for members in batches:
+def per_trial_logistic_many(designs, max_rows: int = 100_000) -> list:
+    """``per_trial_logistic`` of each (trial, y, x) design (None gives None), the same numbers
+    to the last bit, from one call per design width and per ``max_rows`` rows: each design's
+    trials enter as groups of their own, numbered in the order of its sorted labels (as its
+    own call numbers them), and every group is fitted on its own (tested). Small designs share
+    the per-call work of each iteration, most of the time of a call at a few hundred rows.
+    ``designs`` may be an iterator: it is read one design at a time and each batch is fitted
+    as soon as it is full, so at most one batch per width (and the design being read) is held
+    at once, whatever the number of designs (a million participants' samples, one by one)."""
+    out: list = []
+    open_batches: dict = {}  # design width -> [(index in out, design), ...] and their rows
+
+    def fit(batch):
         labels, codes, offsets = [], [], [0]
-        for j in members:
-            design_labels, design_codes = trial_codes(designs[j][0])
+        for _, (trial, _, _) in batch:
+            design_labels, design_codes = trial_codes(trial)
             labels.append(design_labels)
             codes.append(design_codes + offsets[-1])
             offsets.append(offsets[-1] + len(design_labels))
-        y = np.concatenate([np.asarray(designs[j][1], float) for j in members])
-        x = np.concatenate([np.asarray(designs[j][2], float) for j in members])
+        y = np.concatenate([np.asarray(design[1], float) for _, design in batch])
+        x = np.concatenate([np.asarray(design[2], float) for _, design in batch])
         r = per_trial_logistic(np.concatenate(codes), y, x)
-        for j, design_labels, first, last in zip(members, labels, offsets[:-1], offsets[1:]):
+        for (j, _), design_labels, first, last in zip(batch, labels, offsets[:-1], offsets[1:]):
             out[j] = PerTrialLogistic(labels=design_labels, coef=r.coef[first:last], se=r.se[first:last],
                                       n=r.n[first:last], ok=r.ok[first:last])
+
+    for design in designs:
+        out.append(None)
+        if design is None:
+            continue
+        width, rows = np.shape(design[2])[1], len(design[1])
+        batch, held = open_batches.get(width, ([], 0))
+        if batch and held + rows > max_rows:
+            fit(batch)
+            batch, held = [], 0
+        batch.append((len(out) - 1, design))
+        open_batches[width] = (batch, held + rows)
+        if held + rows >= max_rows:  # full: fitted now, not held until the next design of its width
+            fit(open_batches.pop(width)[0])
+    for batch, _ in open_batches.values():
+        fit(batch)
     return out
 
 

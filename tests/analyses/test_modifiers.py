@@ -297,26 +297,35 @@ def test_two_stage_checks_equal_each_covariates_own_and_batch_within_the_row_lim
                                                                                  batch_rows):
     """two_stage_checks gives each estimable covariate's (pooled estimate, SE) of its recovery
     model's two-stage check. Source of truth: the same check made on that covariate's sample
-    alone (pool_per_trial of per_trial_interaction), equal to the bit; and the batches it
-    fits hold at most BATCH_ROWS participants unless a batch is a single sample (10: every
-    sample alone), which bounds the memory held at once."""
+    alone (pool_per_trial of per_trial_interaction), equal to the bit; and the regressions it
+    fits together hold at most BATCH_ROWS rows unless a call is a single sample's (10: every
+    sample alone), each batch fitted before the samples after it are made (seen in the order
+    of the calls), which bounds the memory held at once."""
     from analysis.analyses import modifiers
     from analysis.analyses.arrays import Arms
     from analysis.analyses.samples import comparison_participants, window_frame
+    from analysis.models import pertrial
     from analysis.settings import COVARIATES
 
     p, o = demo_run.tables["participants"], demo_run.tables["outcomes"]
     arms = Arms(comparison_participants(window_frame(p, o, "moderate"), "any_non_exercise"),
                 ["recovered", "pain_bl", "function_bl", *COVARIATES])
-    sizes = []
-    batched = modifiers.per_trial_interactions
+    events = []  # ("sample", rows) as each sample is made, ("fit", rows) as each regression call runs
+    complete, regression = arms.complete, pertrial.per_trial_logistic
+    monkeypatch.setattr(arms, "complete", lambda *a: (lambda d: events.append(("sample", len(d))) or d)(complete(*a)))
+    monkeypatch.setattr(pertrial, "per_trial_logistic",
+                        lambda trial, y, x: events.append(("fit", len(y))) or regression(trial, y, x))
     monkeypatch.setattr(modifiers, "BATCH_ROWS", batch_rows)
-    monkeypatch.setattr(modifiers, "per_trial_interactions",
-                        lambda samples: sizes.append([len(d) for d, _ in samples]) or batched(samples))
     checks = modifiers.two_stage_checks(arms, COVARIATES)
-    assert len(checks) >= 8 and all(sum(s) <= batch_rows or len(s) == 1 for s in sizes)
-    expected_calls = {100_000: (1, 1), 3_000: (2, len(checks) - 1), 10: (len(checks), len(checks))}[batch_rows]
-    assert expected_calls[0] <= len(sizes) <= expected_calls[1]
+    fits = [rows for kind, rows in events if kind == "fit"]
+    assert len(checks) >= 8
+    assert batch_rows == 10 or all(rows <= batch_rows for rows in fits)
+    expected_calls = {100_000: (2, 2), 3_000: (3, len(checks) - 1), 10: (len(checks), len(checks))}[batch_rows]
+    assert expected_calls[0] <= len(fits) <= expected_calls[1]  # 100,000: one call per design width
+    if batch_rows == 10:  # every sample's regressions are fitted before the next sample is made
+        kinds = [kind for kind, _ in events]
+        assert all(kinds[i + 1] == "sample" for i, kind in enumerate(kinds[:-1]) if kind == "fit")
+        assert kinds.index("fit") < len(kinds) - kinds[::-1].index("sample") - 1
     for covariate, (estimate, se) in checks.items():
         alone = modifiers.pool_per_trial(per_trial_interaction(arms.complete("recovered", covariate), covariate))
         np.testing.assert_array_equal([estimate, se], alone)

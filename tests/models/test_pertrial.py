@@ -118,7 +118,8 @@ def test_many_designs_fitted_together_equal_each_fitted_alone(max_rows):
     width (and per max_rows rows: 500 splits them into several calls). Source of truth:
     per_trial_logistic on each design alone, equal to the bit: labels, coefficients, SEs,
     sizes and flags. The designs share trial labels (each design's trials are its own
-    groups), have two widths, rows in any order, and a separated trial."""
+    groups), have two widths, rows in any order, and a separated trial; they come from an
+    iterator, with a missing design (None gives None)."""
     from analysis.models.pertrial import per_trial_logistic_many
 
     rng = np.random.default_rng(12)
@@ -134,8 +135,12 @@ def test_many_designs_fitted_together_equal_each_fitted_alone(max_rows):
             y[trial == "C"] = ex[trial == "C"]  # separated
         order = rng.permutation(n)
         designs.append((trial[order], y[order], np.column_stack([np.ones(n), ex, extra])[order]))
-    together = per_trial_logistic_many(designs, max_rows=max_rows)
+    designs.insert(3, None)
+    together = per_trial_logistic_many(iter(designs), max_rows=max_rows)
+    assert len(together) == len(designs) and together[3] is None
     for design, fit in zip(designs, together):
+        if design is None:
+            continue
         alone = per_trial_logistic(*design)
         np.testing.assert_array_equal(fit.labels, alone.labels)
         np.testing.assert_array_equal(fit.coef, alone.coef)
