@@ -80,4 +80,3 @@ def _run(tasks, jobs: int, done) -> list:
                 for future in as_completed(futures):
                     done(futures[future])
             return [future.result() for future in futures]
-

@@ -72,6 +72,15 @@ def mixedlm_fit(d):
                            re_formula="0 + exercise").fit(reml=True)
 
 
+def yardstick_sample(paths):
+    """The sample one fit and MixedLM are timed on: short-term pain, exercise against no
+    treatment or usual care, from the derived data at ``paths``."""
+    from analysis.analyses.fit import load_derived
+    from analysis.analyses.samples import outcome_sample
+
+    return outcome_sample(*load_derived(paths), "none_usual_care", "pain", "short")
+
+
 STAGE = re.compile(r"timing: (?P<stage>[a-z ]+) (?P<seconds>[0-9.]+) s")
 
 
@@ -118,8 +127,6 @@ def bench_one_size(k: int, n: int, mixedlm_limit: int) -> dict:
     """Every measurement at one size: the pipeline's own stage timings from one run of
     `all`, then one fit from raw arrays and MixedLM on the same sample."""
     from analysis import demo
-    from analysis.analyses.fit import load_derived
-    from analysis.analyses.samples import outcome_sample
     from analysis.parallel import default_jobs
     from analysis.paths import Paths
 
@@ -135,8 +142,7 @@ def bench_one_size(k: int, n: int, mixedlm_limit: int) -> dict:
         row["all_overall_s"] = stages["overall effects"]
         row["modifiers_s"] = stages["modifiers"]
         row["sensitivity_s"] = stages["sensitivity"]
-        p, o = load_derived(paths)
-        sample = outcome_sample(p, o, "none_usual_care", "pain", "short")
+        sample = yardstick_sample(paths)
         arrays = raw_arrays(sample)
         one_fit(arrays)  # warm-up
         row["one_fit_s"], f = timed(lambda: one_fit(arrays), repeat=21 if n <= 100_000 else 5)
@@ -163,8 +169,6 @@ def bench_demo_all(runs: int = DEMO_ALL_RUNS) -> tuple[list[float], list[float]]
     15 % over the minutes a benchmark takes (the same fits' demo from empty took 2.4 to 2.8 s
     and their MixedLM fit 0.047 to 0.057 s in three runs, the fit timed minutes before the
     demo), so the ratio of the two is taken from measurements side by side."""
-    from analysis.analyses.fit import load_derived
-    from analysis.analyses.samples import outcome_sample
     from analysis.paths import Paths
 
     times, mixedlm = [], []
@@ -174,8 +178,7 @@ def bench_demo_all(runs: int = DEMO_ALL_RUNS) -> tuple[list[float], list[float]]
             shutil.copytree(ROOT / "data" / "specs", tmp / "data" / "specs")
             paths = Paths(tmp / "data", tmp / "results")
             times.append(run_all(paths)[0])
-            sample = outcome_sample(*load_derived(paths), "none_usual_care", "pain", "short")
-            mixedlm.append(timed(partial(mixedlm_fit, sample), repeat=3)[0])
+            mixedlm.append(timed(partial(mixedlm_fit, yardstick_sample(paths)), repeat=3)[0])
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return times, mixedlm
@@ -245,15 +248,15 @@ def _demo_all_text(times: list[float], table: pd.DataFrame, mixedlm_beside: list
             if len(times) > 1 else f"{median:.1f} s (one run)")
     demo = table[(table.trials == 27) & (table.participants == 3514)]
     in_table = float(demo.mixedlm_s.iloc[0]) if len(demo) else np.nan
-    if mixedlm_beside:
-        fit = float(np.median(mixedlm_beside))
-        text += (f", {median / fit:.0f} times one MixedLM fit of its sample timed beside them ({fit:.3f} s, "
-                 f"median of {len(mixedlm_beside)}; {median / in_table:.0f} times the fit in the table, "
-                 f"{in_table:.3f} s, timed minutes before)" if np.isfinite(in_table) else
-                 f", {median / fit:.0f} times one MixedLM fit of its sample timed beside them ({fit:.3f} s)")
-    elif np.isfinite(in_table):
-        text += f", {median / in_table:.0f} times one MixedLM fit of its sample"
-    return text
+    if not mixedlm_beside:
+        return text + (f", {median / in_table:.0f} times one MixedLM fit of its sample"
+                       if np.isfinite(in_table) else "")
+    fit = float(np.median(mixedlm_beside))
+    text += f", {median / fit:.0f} times one MixedLM fit of its sample timed beside them ({fit:.3f} s"
+    if np.isfinite(in_table):
+        text += (f", median of {len(mixedlm_beside)}; {median / in_table:.0f} times the fit in the table, "
+                 f"{in_table:.3f} s, timed minutes before")
+    return text + ")"
 
 
 def main(argv=None):
