@@ -38,6 +38,7 @@ __all__ = [
     "TrialCrossProducts",
     "trial_cross_products",
     "fit_reml",
+    "fit_reml_many",
     "reml_deviance",
     "reml_deviance_dense",
     "ml_deviance",
@@ -594,6 +595,42 @@ class _ProfiledREML:
         return float(dev), float(d1), float(d2)
 
 
+class _ProfiledREMLs:
+    """The profiled REML deviances of several fits with as many trials and terms
+    (``_ProfiledREML`` each), evaluated together: the same arithmetic with a leading axis of
+    fits (numpy's stacked products, determinants and solves work matrix by matrix, and its
+    sums and element-wise functions value by value), so the same numbers (tested bit for bit)
+    for a fraction of the calls."""
+
+    def __init__(self, profiles: list[_ProfiledREML]):
+        self.q = profiles[0].q
+        self.stt = np.stack([f.stt for f in profiles])  # (fits, k)
+        self.ss = np.stack([f.ss for f in profiles])  # (fits, k, (q+1)^2)
+        self.total = np.stack([f.total for f in profiles])
+        self.nu = np.array([f.nu for f in profiles])
+        self.const = np.array([f.const for f in profiles])
+
+    def __call__(self, gammas, fits) -> np.ndarray:
+        """The deviances (len(fits), G) of the fits numbered ``fits`` at their rows of
+        ``gammas`` (len(fits), G)."""
+        q, g = self.q, np.asarray(gammas, float)
+        stt = self.stt[fits][:, None, :]
+        c = g[:, :, None] / (1 + g[:, :, None] * stt)  # (fits, G, k)
+        m = (self.total[fits][:, None, :] - c @ self.ss[fits]).reshape(*g.shape, q + 1, q + 1)
+        a, b, yy = m[..., :q, :q], m[..., :q, q], m[..., q, q]
+        if q == 1:
+            sign, logdet_a = np.sign(a[..., 0, 0]), np.log(np.abs(a[..., 0, 0]))
+            rss = yy - b[..., 0] ** 2 / a[..., 0, 0]
+        else:
+            sign, logdet_a = np.linalg.slogdet(a)
+            rss = yy - np.einsum("fgi,fgi->fg", b, np.linalg.solve(a, b[..., None])[..., 0])
+        logdet_v = np.log1p(g[:, :, None] * stt).sum(axis=2)
+        nu, const = self.nu[fits][:, None], self.const[fits][:, None]
+        ok = (sign > 0) & (rss > 0)
+        dev = const + nu * np.log(np.where(ok, rss, nu) / nu) + logdet_v + logdet_a
+        return np.where(ok, dev, np.inf)
+
+
 class _ProfiledML(_ProfiledREML):
     """The ML deviance with sigma^2 profiled out, for many gammas at once. With rss the GLS
     residual sum of squares at sigma^2 = 1 and c_i = gamma / (1 + gamma t_i't_i):
@@ -643,18 +680,85 @@ def _gamma_optimum(st: TrialStats):
     grid, gammas = _FIRST_GRID, _FIRST_GAMMAS
     for first in (True, False):
         dev = f(gammas)
-        if first:
-            low, high = float(dev.min()), float(dev.max())
-            if np.isfinite(low) and np.isfinite(high) and high - low <= 1e-9 * max(1.0, abs(low)):
-                # flat from tau^2/sigma^2 = e^-14 to e^9 (e.g. two trials and two trial-level
-                # terms): tau^2 is not identified, and which end looks higher is rounding
-                return float(np.exp(_FIRST_GRID[-1])), False
-        i = int(np.argmin(dev))
-        if i == 0 and grid[0] <= -14.0:
-            break  # the likelihood keeps rising towards gamma = 0
-        grid = _refined_grid(grid[i], grid[1] - grid[0])
-        gammas = np.exp(grid)
-    dev = f(gammas)
+        if first and _flat(dev):
+            return _NOT_IDENTIFIED
+        grid, gammas, refined = _next_grid(grid, dev)
+        if not refined:
+            return _grid_optimum(f, grid, dev)
+    return _grid_optimum(f, grid, f(gammas))
+
+
+def _gamma_optima(stats: list[TrialStats]) -> list[tuple[float, bool]]:
+    """``_gamma_optimum`` of each of several fits, the same numbers (tested bit for bit), with
+    the grid searches of fits with as many trials and terms evaluated together
+    (``_ProfiledREMLs``): at the demo's size a grid evaluation is mostly numpy's per-call cost,
+    and the refits of one completed data set are 22 fits of two shapes."""
+    out = [None] * len(stats)
+    shapes: dict = {}
+    for j, st in enumerate(stats):
+        shapes.setdefault(st.cross.shape, []).append(j)
+    for members in shapes.values():
+        if len(members) == 1:
+            out[members[0]] = _gamma_optimum(stats[members[0]])
+            continue
+        profiles = [_ProfiledREML(stats[j]) for j in members]
+        together = _ProfiledREMLs(profiles)
+        grids = [_FIRST_GRID] * len(members)
+        dev = together(np.broadcast_to(_FIRST_GAMMAS, (len(members), len(_FIRST_GRID))), np.arange(len(members)))
+        active = []
+        for row, j in enumerate(members):
+            if _flat(dev[row]):
+                out[j] = _NOT_IDENTIFIED
+            else:
+                active.append(row)
+        for _ in range(2):  # the two finer grids
+            still, gammas = [], []
+            for row in active:
+                grid, new_gammas, refined = _next_grid(grids[row], dev[row])
+                if refined:
+                    grids[row] = grid
+                    still.append(row)
+                    gammas.append(new_gammas)
+                else:
+                    out[members[row]] = _grid_optimum(profiles[row], grid, dev[row])
+            if still:
+                new_dev = together(np.array(gammas), np.array(still))
+                dev = [None] * len(members)
+                for i, row in enumerate(still):
+                    dev[row] = new_dev[i]
+            active = still
+        for row in active:
+            out[members[row]] = _grid_optimum(profiles[row], grids[row], dev[row])
+    return out
+
+
+# no maximum: the restricted likelihood is flat or still rising at tau^2/sigma^2 = e^9
+_NOT_IDENTIFIED = (float(np.exp(_FIRST_GRID[-1])), False)
+
+
+def _flat(dev) -> bool:
+    """Whether the first grid's deviances are flat from tau^2/sigma^2 = e^-14 to e^9 (e.g. two
+    trials and two trial-level terms): tau^2 is not identified, and which end looks higher is
+    rounding."""
+    low, high = float(dev.min()), float(dev.max())
+    return bool(np.isfinite(low) and np.isfinite(high) and high - low <= 1e-9 * max(1.0, abs(low)))
+
+
+def _next_grid(grid, dev):
+    """The finer grid around the best point of ``grid``, its gammas and True; or ``grid``, None
+    and False when the likelihood keeps rising towards gamma = 0 (the best point is the first
+    of a grid that starts at the first grid's lower end)."""
+    i = int(np.argmin(dev))
+    if i == 0 and grid[0] <= -14.0:
+        return grid, None, False
+    grid = _refined_grid(grid[i], grid[1] - grid[0])
+    return grid, np.exp(grid), True
+
+
+def _grid_optimum(f: _ProfiledREML, grid, dev):
+    """From the deviances ``dev`` of the last grid: the vertex of the parabola through its best
+    point and their neighbours, compared with the boundary gamma = 0 and with the first grid's
+    upper end, then polished (``_polish_gamma``)."""
     i = int(np.argmin(dev))
     best_log, best_dev = grid[i], dev[i]
     if 0 < i < len(grid) - 1:
@@ -772,18 +876,43 @@ def fit_reml(
     residual : ``"common"`` (one sigma^2; default) or ``"trial"`` (one per trial).
     random_effect : False fits the common-effect model (tau^2 fixed at 0).
     """
+    _check_options(inference, residual)
+    return _fit_reml(st, inference, residual, random_effect)
+
+
+def fit_reml_many(stats: list[TrialStats], inference: str = "satterthwaite", residual: str = "common",
+                  random_effect: bool = True) -> list[OneStageFit]:
+    """``fit_reml`` of each of several models, the same fits (tested bit for bit), with their
+    searches for tau^2 / sigma^2 made together (``_gamma_optima``): the refits of a completed
+    data set, or of the primary analyses without one trial at a time."""
+    _check_options(inference, residual)
+    searched = [j for j, st in enumerate(stats) if random_effect and _contributing(st) >= 2]
+    optima = dict(zip(searched, _gamma_optima([stats[j] for j in searched])))
+    return [_fit_reml(st, inference, residual, random_effect, optima.get(j)) for j, st in enumerate(stats)]
+
+
+def _check_options(inference, residual):
     if inference not in ("satterthwaite", "z"):
         raise ValueError("inference must be 'satterthwaite' or 'z'")
     if residual not in ("common", "trial"):
         raise ValueError("residual must be 'common' or 'trial'")
+
+
+def _contributing(st: TrialStats) -> int:
+    """The number of trials with an exercise contrast."""
+    return int(np.count_nonzero(st.cross[:, 0, 0] > 1e-12))
+
+
+def _fit_reml(st: TrialStats, inference, residual, random_effect, optimum=None) -> OneStageFit:
+    """``fit_reml``; ``optimum``: its tau^2 / sigma^2 and whether it is a maximum, when
+    already searched for (``_gamma_optima``)."""
     q = len(st.terms)
-    k = int(np.count_nonzero(st.cross[:, 0, 0] > 1e-12))  # trials with an exercise contrast
     message = ""
-    if random_effect and k < 2:
+    if random_effect and _contributing(st) < 2:
         random_effect = False
         message = "fewer than two trials contribute: tau^2 is not estimable, common-effect model fitted"
     if random_effect:
-        gamma, converged = _gamma_optimum(st)
+        gamma, converged = optimum or _gamma_optimum(st)
         if not converged:
             message = ("tau^2 not identified: the restricted likelihood keeps rising as tau^2 grows "
                        "(too few trials for the model's trial-level terms); estimates at tau^2/sigma^2 = e^9")

@@ -457,3 +457,60 @@ def test_polished_fit_is_the_root_of_the_reml_score(seed):
         grad, hess, _ = os1._derivatives(st, fit.sigma2[0], fit.tau2, False, [True, True])
         step = np.linalg.solve(hess, grad)
         assert np.all(np.abs(step) <= 1e-10 * np.array([fit.sigma2[0], fit.tau2]))
+
+
+# --- fits made together (fit_reml_many): the same numbers as one at a time
+
+
+def _many_cases():
+    """Statistics of models of two shapes (one term; three) in every state a REML search can
+    end in: an interior optimum, tau^2 at the boundary, a likelihood rising towards tau^2 = 0
+    (no between-trial variation at all), tau^2 not identified (two trials and an across-trial
+    term), and a single trial (common-effect fit, no search)."""
+    cases = []
+    for seed in range(6):
+        d = continuous_ipd(np.random.default_rng(seed), k=12, tau=(5.0, 0.0, 1.0)[seed % 3])
+        cases += [_stats(d), _stats(d, covariate=True), _stats(d[d.trial_id != "T01"])]
+    two = continuous_ipd(np.random.default_rng(0), k=2, across=1.5)
+    cases += [_stats(two, covariate=True), _stats(continuous_ipd(np.random.default_rng(3), k=1))]
+    return cases
+
+
+def _same_fit(a, b):
+    return (all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("coef", "cov", "df", "sigma2"))
+            and (a.tau2, a.deviance, a.converged, a.boundary, a.message, a.n_trials, a.n_participants)
+            == (b.tau2, b.deviance, b.converged, b.boundary, b.message, b.n_trials, b.n_participants))
+
+
+@pytest.mark.parametrize("options", [{}, {"inference": "z"}, {"residual": "trial"}, {"random_effect": False}])
+def test_fits_made_together_equal_fits_made_one_at_a_time(options):
+    """Source of truth: ``fit_reml`` on each model alone. ``fit_reml_many`` searches tau^2 /
+    sigma^2 for models of one shape together, with a leading axis of fits in the same
+    arithmetic, so every number must be the same to the last bit (no tolerance), in whatever
+    order the shapes come and with a shape that has one model only."""
+    cases = _many_cases()
+    alone = [fit_reml(st, **options) for st in cases]
+    if not options:  # every way a search can end is among the cases
+        messages = " ".join(f.message for f in alone)
+        assert "boundary" in messages and "not identified" in messages and "fewer than two" in messages
+        assert sum(f.tau2 > 0 for f in alone) >= 6
+    for order in (slice(None), slice(None, None, -1), [0, 3, 6, 1]):
+        picked = np.arange(len(cases))[order]
+        together = os1.fit_reml_many([cases[j] for j in picked], **options)
+        assert all(_same_fit(alone[j], f) for j, f in zip(picked, together))
+
+
+@pytest.mark.parametrize("covariate", [False, True])
+def test_profiles_evaluated_together_equal_each_profile(covariate):
+    """Source of truth: ``_ProfiledREML`` of each fit on its own gammas; ``_ProfiledREMLs``
+    evaluates several fits (each at its own gammas, any subset in any order) bit for bit."""
+    rng = np.random.default_rng(11)
+    profiles = [os1._ProfiledREML(_stats(continuous_ipd(np.random.default_rng(s), k=9), covariate=covariate))
+                for s in range(5)]
+    together = os1._ProfiledREMLs(profiles)
+    for size in (93, 41, 2, 1):
+        fits = rng.permutation(5)[:3]
+        gammas = np.exp(rng.uniform(-14, 9, (3, size)))
+        got = together(gammas, fits)
+        for row, j in enumerate(fits):
+            assert np.array_equal(got[row], profiles[j](gammas[row]))
