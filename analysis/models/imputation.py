@@ -140,9 +140,12 @@ def linear_trial_regression(codes, k, z, y=None, indicator=None, standardise=Fal
         gram[constant], gram[:, constant], zy[constant] = 0.0, 0.0, 0.0
     yy = float(cross[p, p] - y_sums @ ybar)
     kept = ~_aliased(gram)
-    gram_inv = np.zeros((p, p))
-    gram_inv[np.ix_(kept, kept)] = np.linalg.inv(gram[np.ix_(kept, kept)])
     rank = int(kept.sum())
+    if rank == p:  # the usual case: the same inverse without selecting rows and columns
+        gram_inv = np.linalg.inv(gram)
+    else:
+        gram_inv = np.zeros((p, p))
+        gram_inv[np.ix_(kept, kept)] = np.linalg.inv(gram[np.ix_(kept, kept)])
     beta = gram_inv @ zy
     zbar_std = (zbar - centre) / scale
     return TrialRegression(alpha=ybar - zbar_std @ beta, beta=beta, beta_cov=gram_inv, alpha_cond_var=1 / n_i,
@@ -270,6 +273,8 @@ def _draw_normal(rng, mean, cov):
     e = rng.standard_normal(len(mean))
     active = np.diag(cov) > 0
     try:
+        if active.all():  # the usual case: the same numbers without selecting rows and columns
+            return mean + np.linalg.cholesky(cov) @ e
         out = mean.copy()
         out[active] += np.linalg.cholesky(cov[np.ix_(active, active)]) @ e[active]
         return out
