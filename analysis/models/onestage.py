@@ -676,58 +676,44 @@ def _gamma_optimum(st: TrialStats):
     through the best point and its neighbours; all in batched evaluations. Finally the boundary
     gamma = 0 is compared (a boundary fit is reported, not treated as a failure). Returns gamma
     and whether it is a maximum."""
-    f = _ProfiledREML(st)
-    grid, gammas = _FIRST_GRID, _FIRST_GAMMAS
-    for first in (True, False):
-        dev = f(gammas)
-        if first and _flat(dev):
-            return _NOT_IDENTIFIED
-        grid, gammas, refined = _next_grid(grid, dev)
-        if not refined:
-            return _grid_optimum(f, grid, dev)
-    return _grid_optimum(f, grid, f(gammas))
+    return _gamma_optima([st])[0]
 
 
 def _gamma_optima(stats: list[TrialStats]) -> list[tuple[float, bool]]:
-    """``_gamma_optimum`` of each of several fits, the same numbers (tested bit for bit), with
-    the grid searches of fits with as many trials and terms evaluated together
-    (``_ProfiledREMLs``): at the demo's size a grid evaluation is mostly numpy's per-call cost,
+    """``_gamma_optimum`` of each of several fits, with the grids of fits with as many trials
+    and terms evaluated together (``_ProfiledREMLs``, the same numbers as one fit at a time:
+    tested bit for bit): at the demo's size a grid evaluation is mostly numpy's per-call cost,
     and the refits of one completed data set are 22 fits of two shapes."""
     out = [None] * len(stats)
     shapes: dict = {}
     for j, st in enumerate(stats):
         shapes.setdefault(st.cross.shape, []).append(j)
     for members in shapes.values():
-        if len(members) == 1:
-            out[members[0]] = _gamma_optimum(stats[members[0]])
-            continue
         profiles = [_ProfiledREML(stats[j]) for j in members]
         together = _ProfiledREMLs(profiles)
         grids = [_FIRST_GRID] * len(members)
-        dev = together(np.broadcast_to(_FIRST_GAMMAS, (len(members), len(_FIRST_GRID))), np.arange(len(members)))
-        active = []
+        dev = list(together(np.broadcast_to(_FIRST_GAMMAS, (len(members), len(_FIRST_GRID))), np.arange(len(members))))
+        searching = []
         for row, j in enumerate(members):
             if _flat(dev[row]):
                 out[j] = _NOT_IDENTIFIED
             else:
-                active.append(row)
+                searching.append(row)
         for _ in range(2):  # the two finer grids
-            still, gammas = [], []
-            for row in active:
+            refining, gammas = [], []
+            for row in searching:
                 grid, new_gammas, refined = _next_grid(grids[row], dev[row])
                 if refined:
                     grids[row] = grid
-                    still.append(row)
+                    refining.append(row)
                     gammas.append(new_gammas)
-                else:
+                else:  # the likelihood keeps rising towards gamma = 0
                     out[members[row]] = _grid_optimum(profiles[row], grid, dev[row])
-            if still:
-                new_dev = together(np.array(gammas), np.array(still))
-                dev = [None] * len(members)
-                for i, row in enumerate(still):
-                    dev[row] = new_dev[i]
-            active = still
-        for row in active:
+            if refining:
+                for row, row_dev in zip(refining, together(np.array(gammas), np.array(refining))):
+                    dev[row] = row_dev
+            searching = refining
+        for row in searching:
             out[members[row]] = _grid_optimum(profiles[row], grids[row], dev[row])
     return out
 
@@ -912,7 +898,7 @@ def _fit_reml(st: TrialStats, inference, residual, random_effect, optimum=None) 
         random_effect = False
         message = "fewer than two trials contribute: tau^2 is not estimable, common-effect model fitted"
     if random_effect:
-        gamma, converged = optimum or _gamma_optimum(st)
+        gamma, converged = optimum if optimum is not None else _gamma_optimum(st)
         if not converged:
             message = ("tau^2 not identified: the restricted likelihood keeps rising as tau^2 grows "
                        "(too few trials for the model's trial-level terms); estimates at tau^2/sigma^2 = e^9")
