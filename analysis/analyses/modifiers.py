@@ -37,6 +37,9 @@ __all__ = ["MODIFIER_COLUMNS", "availability_matrix", "modifier_sample", "fit_mo
            "interaction_columns"]
 
 CONTINUOUS_COVARIATES = tuple(c for c in COVARIATES if c not in BINARY_COVARIATES)
+# a within-trial interaction is estimable when the covariate varies within both arms of this many
+# trials (``trials_varying``): one rule for the pooled, summary-statistics and federated fits
+MIN_TRIALS_WITHIN = 2
 MODIFIER_COLUMNS = RESULT_COLUMNS + [
     "p_adjusted", "trials_within", "two_stage_estimate", "two_stage_se", "two_stage_disagrees", "nonlinearity_p",
 ]
@@ -184,7 +187,7 @@ def two_stage_checks(arms: Arms, covariates) -> dict:
     def samples():
         for covariate in covariates:
             d = arms.complete("recovered", covariate)
-            if int(trials_varying(d).sum()) >= 2:
+            if int(trials_varying(d).sum()) >= MIN_TRIALS_WITHIN:
                 estimable.append(covariate)
                 yield d, covariate
 
@@ -334,7 +337,7 @@ def fit_modifier(participants, outcomes, comparison, outcome, window, covariate,
     scale = "log_or" if outcome == "recovered" else "md"
     varies = trials_varying(d)
     trials_within = int(varies.sum())
-    if trials_within < 2:
+    if trials_within < MIN_TRIALS_WITHIN:
         return not_estimable_rows(comparison, outcome, window, covariate, k, n, varies), None
     nonlinearity_p = np.nan
     if outcome == "recovered":

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.analyses.modifiers import (
+    MIN_TRIALS_WITHIN,
     MODIFIER_COLUMNS,
     continuous_design,
     continuous_interaction,
@@ -157,7 +158,7 @@ def continuous_rows(stats: dict, method_note: str = "", modifier_note: str = "fr
                         continue
                     st, varies = e
                     k, n = st.k, int(st.n.sum())
-                    if int(varies.sum()) < 2:
+                    if int(varies.sum()) < MIN_TRIALS_WITHIN:
                         mod_rows += not_estimable_rows(c, o, w.name, cov, k, n, varies)
                         continue
                     fit_m, within, across, ts = continuous_interaction(st)

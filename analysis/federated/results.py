@@ -17,6 +17,7 @@ import pandas as pd
 
 from analysis.analyses.descriptives import AGGREGATE_COLUMNS, baseline_summary
 from analysis.analyses.modifiers import (
+    MIN_TRIALS_WITHIN,
     MODIFIER_COLUMNS,
     effect_curve,
     holm_by_family,
@@ -91,7 +92,7 @@ def _fit_or_skip(plans, likelihoods, max_rounds):
     """Fit the models that have an informative trial and (modifiers) within-trial
     information in at least two trials; the others are reported as not estimable."""
     fit_these = [p for p in plans if p.informative and (not p.key.startswith("modifier|")
-                                                        or sum(p.varies.values()) >= 2)]
+                                                        or sum(p.varies.values()) >= MIN_TRIALS_WITHIN)]
     fits, rounds = run_rounds(fit_these, likelihoods, max_rounds=max_rounds) if fit_these else ({}, 0)
     return fits, rounds
 
@@ -185,7 +186,7 @@ def _modifier_rows(sites, stats, plans, fits):
                         new = pairs.get((c, o, w.name, cov))
                         if new is None:
                             continue
-                        estimable = int(stats[key][1].sum()) >= 2
+                        estimable = int(stats[key][1].sum()) >= MIN_TRIALS_WITHIN
                         fit = fit_reml(stats[key][0]) if estimable else None
                         curve_fit = (fit.coef, fit.cov, fit.df[0]) if estimable else None
                     for r in new:
