@@ -14,6 +14,7 @@ from analysis.io import write_text
 from analysis.paths import PROJECT_ROOT, Paths
 
 __all__ = [
+    "demo_seed",
     "demo_truth",
     "input_checksums",
     "inputs_digest",
@@ -81,12 +82,19 @@ def provenance_record(paths: Paths, seed=None) -> dict:
             "packages": versions, "demo_seed": seed, "demo_truth": demo_truth(paths), "git_commit": _git_commit()}
 
 
-def write_provenance(paths: Paths, seed=None) -> Path:
+def demo_seed(paths: Paths, seed=None):
+    """``seed``, or when None the seed the synthetic generator wrote beside the raw files
+    (None for real data)."""
     seed_file = paths.raw / "DEMO_SEED"
     if seed is None and seed_file.exists():
         seed = int(seed_file.read_text().strip())
-    return write_text(json.dumps(provenance_record(paths, seed), indent=2, sort_keys=True) + "\n",
-                      paths.results_dir / "provenance.json")
+    return seed
+
+
+def write_provenance(paths: Paths, seed=None, record: dict | None = None) -> Path:
+    """provenance.json: ``record``, or when None ``provenance_record`` of ``paths`` now."""
+    record = provenance_record(paths, demo_seed(paths, seed)) if record is None else record
+    return write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", paths.results_dir / "provenance.json")
 
 
 def read_provenance(paths: Paths) -> dict | None:

@@ -36,6 +36,36 @@ def test_the_first_failing_task_in_order_raises_and_the_data_is_let_go(jobs):
         parallel.shared("numbers")
 
 
+def _waits_for(flag, seconds=20.0):
+    """Whether ``flag`` (a file) appeared within ``seconds``, and the process that waited."""
+    import os
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return os.path.exists(flag), os.getpid()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_meanwhile_runs_once_here_while_the_workers_run(jobs, tmp_path):
+    """Source of truth: tasks that wait for a file only ``meanwhile`` writes. With workers,
+    they see it while they run (meanwhile did not wait for them) in other processes; run
+    here, meanwhile came first. It runs once, in this process."""
+    import os
+
+    flag, calls = tmp_path / "flag", []
+
+    def meanwhile():
+        calls.append(os.getpid())
+        flag.write_text("")
+
+    results = parallel.run_tasks([(_waits_for, (str(flag),)) for _ in range(3)], jobs, meanwhile=meanwhile)
+    assert calls == [os.getpid()]
+    assert all(seen for seen, _ in results)
+    assert all(pid != os.getpid() for _, pid in results) == (jobs > 1)
+
+
 def _made_here(key):
     """The process that ran the task, and the process and call that made the kept value."""
     import os

@@ -32,24 +32,37 @@ def test_interrupted_write_leaves_the_old_file_intact(tmp_path):
 
 
 def test_write_csv_writes_what_pandas_writes(tmp_path, monkeypatch):
-    """write_csv formats floats itself (pandas does it cell by cell through Python calls).
-    Source of truth: pandas' to_csv with the same float format, byte for byte, on the values
-    that could differ (missing, -0 beside 0, infinities, tiny, huge, whole numbers, repeated
-    values and values that print alike, ints, text with a comma, empty text, None), over
-    several chunks and on an empty frame."""
+    """write_csv formats each column itself and hands the rows to a csv.writer (pandas
+    formats floats cell by cell through Python calls). Source of truth: pandas' to_csv with
+    the same float format, byte for byte, on the values that could differ (missing, -0
+    beside 0, infinities, tiny, huge, whole numbers, repeated values and values that print
+    alike, ints, unsigned ints, booleans, text with a comma, a quote or a line break, empty
+    text, None, pandas' text type with missing values, Python objects of mixed kinds), over
+    several chunks, on an empty frame, a single column with an empty value (the csv module
+    quotes it), and on kinds of column written through pandas (nullable integers,
+    categories, dates)."""
     from analysis import io
 
     monkeypatch.setattr(io, "_CHUNK_ROWS", 3)
     df = pd.DataFrame({
-        "trial_id": ["T1", "T2", "a,b", "", None, "T6", "T7"],
+        "trial_id": ["T1", "T2", "a,b", "", None, 'say "no"', "two\nlines"],
         "x": [np.nan, -0.0, np.inf, -np.inf, 1e-300, 123456789012.0, 1 / 3],
         "whole": [1.0, 0.0, 100.0, np.nan, -5.0, 2.5, 1e10],
         "zeros": [0.0, -0.0, 0.0, -0.0, -0.0, 0.0, np.nan],  # one value to a hash, two in print
         "grid": [2.5, 2.5, np.nan, 2.5, 0.1 + 0.2, 0.3, 0.1 + 0.2],  # repeats: formatted once each
-        "n": [1, 2, 3, 4, 5, 6, 7],
+        "n": [1, 2, 3, 4, 5, 6, -7],
+        "u": np.arange(7, dtype=np.uint8),
         "flag": [True, False, True, False, True, False, True],
+        "text": pd.array(["a", None, "c", "", "e", None, "g"], dtype="string"),
+        "str": pd.Series(["a", None, "c", "", "e", "f,g", "h"], dtype=pd.StringDtype(na_value=np.nan)),
+        "mixed": pd.Series([True, np.nan, 1.5, None, "x", 0.1 + 0.2, False], dtype=object),
+        "small": np.array([0.5, 1.25, np.nan, 3, 4, 5, 6], dtype=np.float32),
     })
-    for frame in (df, df.iloc[:0], df[["x"]]):
+    through_pandas = [df.assign(nullable=pd.array([1, None, 3, 4, 5, 6, 7], dtype="Int64")),
+                      df.assign(category=pd.Categorical(["a", "b", None, "a", "b", "a", "b"])),
+                      df.assign(date=pd.to_datetime(["2020-01-02"] * 6 + [None]))]
+    frames = [df, df.iloc[:0], df[["x"]], df[["trial_id"]].iloc[3:4], df.iloc[:, :0], *through_pandas]
+    for frame in frames:
         io.write_csv(frame, tmp_path / "ours.csv")
         with open(tmp_path / "pandas.csv", "w", newline="", encoding="utf-8") as fh:
             frame.to_csv(fh, index=False, float_format=io.FLOAT_FORMAT, lineterminator="\n")

@@ -426,11 +426,21 @@ def curve_frame(curves: list[dict]) -> pd.DataFrame:
 
 
 def holm_by_family(table: pd.DataFrame) -> pd.DataFrame:
-    """Holm-adjusted p-values of the within-trial interactions, per comparison, outcome and window."""
+    """Holm-adjusted p-values of the within-trial interactions, per comparison, outcome and
+    window. The families are gathered with a dictionary and adjusted on arrays: a pandas
+    groupby with an assignment per family took 7 ms of the demo's 540 rows, in the serial
+    end of the fit."""
     table = table.copy()
-    within = ~table.term.str.endswith(":across") & table.p.notna()
-    for _, idx in table[within].groupby(["comparison", "outcome", "window"]).groups.items():
-        table.loc[idx, "p_adjusted"] = holm(table.loc[idx, "p"])
+    family = ["comparison", "outcome", "window"]
+    within = (~table.term.str.endswith(":across") & table.p.notna() & table[family].notna().all(axis=1)).to_numpy()
+    rows = np.flatnonzero(within)
+    members: dict = {}
+    for row, key in zip(rows.tolist(), zip(*(table[c].to_numpy()[rows].tolist() for c in family))):
+        members.setdefault(key, []).append(row)
+    p, adjusted = table.p.to_numpy(float), table.p_adjusted.to_numpy(float, copy=True)
+    for rows_of_family in members.values():
+        adjusted[rows_of_family] = holm(p[rows_of_family])
+    table["p_adjusted"] = adjusted
     return table
 
 

@@ -246,6 +246,36 @@ def test_holm_equals_statsmodels():
         np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], rtol=0, atol=1e-15)
 
 
+def test_holm_by_family_adjusts_each_family_as_statsmodels():
+    """Source of truth: statsmodels' multipletests(method="holm") on each comparison,
+    outcome and window's within-trial p-values, gathered with a pandas groupby (as the
+    families were gathered before the dictionary), to 1e-15. The across-trial terms, missing
+    p-values and rows without a family label keep their p_adjusted (NaN); families are
+    interleaved in the table and hold ties."""
+    from statsmodels.stats.multitest import multipletests
+
+    from analysis.analyses.modifiers import holm_by_family
+
+    rng = np.random.default_rng(11)
+    n = 120
+    table = pd.DataFrame({
+        "comparison": rng.choice(["a", "b"], n), "outcome": rng.choice(["pain", "function"], n),
+        "window": rng.choice(["short", "long"], n),
+        "term": rng.choice(["exercise:age", "exercise:age:across", "exercise:bmi"], n),
+        "p": np.where(rng.uniform(size=n) < 0.1, np.nan, rng.choice(np.r_[rng.uniform(size=40), 0.01], n)),
+        "p_adjusted": np.nan,
+    }).astype({"comparison": "str", "outcome": "str", "window": "str", "term": "str"})
+    table.loc[[3, 50], "window"] = None
+    made = holm_by_family(table)
+    expected = np.full(n, np.nan)
+    within = ~table.term.str.endswith(":across") & table.p.notna()
+    for _, idx in table[within].groupby(["comparison", "outcome", "window"]).groups.items():
+        expected[idx] = multipletests(table.p[idx], method="holm")[1]
+    assert np.isnan(expected[[3, 50]]).all() and within.sum() > 50
+    np.testing.assert_allclose(made.p_adjusted, expected, rtol=0, atol=1e-15)
+    pd.testing.assert_frame_equal(made.drop(columns="p_adjusted"), table.drop(columns="p_adjusted"))
+
+
 def test_curve_frame_is_the_concatenation_of_the_curves_frames():
     """Source of truth: pd.concat of one effect_curve frame per curve (what the modifier
     tables were made from before curve_frame); equal values, dtypes and order, exactly."""
