@@ -203,8 +203,9 @@ def imputed_fits(participants, outcomes, comparison, draws, seed=2020, covariate
     trial = base.trial_id.to_numpy()
     imputer = ChainedImputer(base, measured, binary=BINARY_COVARIATES, ranges=IMPUTED_RANGES)
     collected: dict = {}
-    for draw in draws:
-        completed = Sample(trial, imputer.draw(imputation_stream(seed, comparison, draw)))
+    # the imputations are drawn side by side (``ChainedImputer.draws``), each as if alone
+    for columns in imputer.draws(imputation_stream(seed, comparison, draw) for draw in draws):
+        completed = Sample(trial, columns)
         for key, f, column in completed_data_fits(completed, measured):
             collected.setdefault(key, []).append(
                 (f.coef[column], f.cov[column, column], f.df[column], f.tau2, f.n_trials, f.n_participants))
