@@ -242,19 +242,20 @@ def write_readme(table: pd.DataFrame, demo_all: list[float], mixedlm_beside: lis
 def _demo_all_text(times: list[float], table: pd.DataFrame, mixedlm_beside: list[float] | None = None) -> str:
     """The median of the demo's runs from empty, their range, and the median as a multiple of
     one MixedLM fit of the demo's sample (the issue's yardstick): the median of the fits timed
-    beside those runs (``mixedlm_beside``), else the size table's."""
+    beside those runs (``mixedlm_beside``), else the size table's. Seconds to two decimals and
+    the multiple to one, so that a multiple just above 50 does not print as 50."""
     median = float(np.median(times))
-    text = (f"{median:.1f} s (median of {len(times)} runs: {min(times):.1f} to {max(times):.1f} s)"
-            if len(times) > 1 else f"{median:.1f} s (one run)")
+    text = (f"{median:.2f} s (median of {len(times)} runs: {min(times):.2f} to {max(times):.2f} s)"
+            if len(times) > 1 else f"{median:.2f} s (one run)")
     demo = table[(table.trials == 27) & (table.participants == 3514)]
     in_table = float(demo.mixedlm_s.iloc[0]) if len(demo) else np.nan
     if not mixedlm_beside:
-        return text + (f", {median / in_table:.0f} times one MixedLM fit of its sample"
+        return text + (f", {median / in_table:.1f} times one MixedLM fit of its sample"
                        if np.isfinite(in_table) else "")
     fit = float(np.median(mixedlm_beside))
-    text += f", {median / fit:.0f} times one MixedLM fit of its sample timed beside them ({fit:.3f} s"
+    text += f", {median / fit:.1f} times one MixedLM fit of its sample timed beside them ({fit:.3f} s"
     if np.isfinite(in_table):
-        text += (f", median of {len(mixedlm_beside)}; {median / in_table:.0f} times the fit in the table, "
+        text += (f", median of {len(mixedlm_beside)}; {median / in_table:.1f} times the fit in the table, "
                  f"{in_table:.3f} s, timed minutes before")
     return text + ")"
 

@@ -32,15 +32,15 @@ def test_demo_from_empty_is_reported_as_the_median_of_its_runs_and_a_multiple_of
 
     table = pd.DataFrame({"trials": [27, 100], "participants": [3514, 50000], "mixedlm_s": [0.1, 3.0]})
     assert _demo_all_text([6.0, 5.0, 5.5, 7.3, 4.6], table) == (
-        "5.5 s (median of 5 runs: 4.6 to 7.3 s), 55 times one MixedLM fit of its sample")
+        "5.50 s (median of 5 runs: 4.60 to 7.30 s), 55.0 times one MixedLM fit of its sample")
     no_demo = table[table.trials == 100]
-    assert _demo_all_text([5.0], no_demo) == "5.0 s (one run)"
+    assert _demo_all_text([5.0], no_demo) == "5.00 s (one run)"
     # the yardstick timed beside the runs: the ratio to the median of those fits (0.11 s)
     assert _demo_all_text([6.0, 5.0, 5.5, 7.3, 4.6], table, [0.12, 0.1, 0.11]) == (
-        "5.5 s (median of 5 runs: 4.6 to 7.3 s), 50 times one MixedLM fit of its sample timed beside them "
-        "(0.110 s, median of 3; 55 times the fit in the table, 0.100 s, timed minutes before)")
+        "5.50 s (median of 5 runs: 4.60 to 7.30 s), 50.0 times one MixedLM fit of its sample timed beside them "
+        "(0.110 s, median of 3; 55.0 times the fit in the table, 0.100 s, timed minutes before)")
     assert _demo_all_text([5.5], no_demo, [0.11]) == (
-        "5.5 s (one run), 50 times one MixedLM fit of its sample timed beside them (0.110 s)")
+        "5.50 s (one run), 50.0 times one MixedLM fit of its sample timed beside them (0.110 s)")
 
 
 def test_measured_runs_use_pythons_bytecode_cache(monkeypatch):
