@@ -699,6 +699,7 @@ def _gamma_optima(stats: list[TrialStats]) -> list[tuple[float, bool]]:
                 out[j] = _NOT_IDENTIFIED
             else:
                 searching.append(row)
+        finished = []  # the rows whose last grid is searched (the likelihood may keep rising towards 0)
         for _ in range(2):  # the two finer grids
             refining, gammas = [], []
             for row in searching:
@@ -708,13 +709,14 @@ def _gamma_optima(stats: list[TrialStats]) -> list[tuple[float, bool]]:
                     refining.append(row)
                     gammas.append(new_gammas)
                 else:  # the likelihood keeps rising towards gamma = 0
-                    out[members[row]] = _grid_optimum(profiles[row], grid, dev[row])
+                    finished.append(row)
             if refining:
                 for row, row_dev in zip(refining, together(np.array(gammas), np.array(refining))):
                     dev[row] = row_dev
             searching = refining
-        for row in searching:
-            out[members[row]] = _grid_optimum(profiles[row], grids[row], dev[row])
+        rows = finished + searching
+        for row, optimum in zip(rows, _grid_optima(together, profiles, rows, grids, dev)):
+            out[members[row]] = optimum
     return out
 
 
@@ -741,33 +743,54 @@ def _next_grid(grid, dev):
     return grid, np.exp(grid), True
 
 
-def _grid_optimum(f: _ProfiledREML, grid, dev):
-    """From the deviances ``dev`` of the last grid: the vertex of the parabola through its best
-    point and their neighbours, compared with the boundary gamma = 0 and with the first grid's
-    upper end, then polished (``_polish_gamma``)."""
-    i = int(np.argmin(dev))
-    best_log, best_dev = grid[i], dev[i]
-    if 0 < i < len(grid) - 1:
-        h = grid[1] - grid[0]
-        curv = dev[i - 1] - 2 * dev[i] + dev[i + 1]
-        if curv > 0:
-            vertex = grid[i] + 0.5 * h * (dev[i - 1] - dev[i + 1]) / curv
-            v_dev, at_zero = f([np.exp(vertex), 0.0])
-            if v_dev <= best_dev:
-                best_log, best_dev = vertex, v_dev
+def _grid_optima(together: _ProfiledREMLs, profiles, rows, grids, devs) -> list[tuple[float, bool]]:
+    """For each of the fits numbered ``rows`` of ``together``, from the deviances of its last
+    grid: the vertex of the parabola through its best point and their neighbours, compared
+    with the boundary gamma = 0 and with the first grid's upper end, then polished
+    (``_polish_gamma``). The vertex, boundary and edge deviances of all the fits are evaluated
+    together (``_ProfiledREMLs``: each fit's as its own profile evaluates them)."""
+    best, vertices = {}, {}
+    for row in rows:
+        grid, dev = grids[row], devs[row]
+        i = int(np.argmin(dev))
+        best[row] = (grid[i], dev[i])
+        if 0 < i < len(grid) - 1:
+            h = grid[1] - grid[0]
+            curv = dev[i - 1] - 2 * dev[i] + dev[i + 1]
+            if curv > 0:
+                vertices[row] = grid[i] + 0.5 * h * (dev[i - 1] - dev[i + 1]) / curv
+    at_zero = {}
+    with_vertex = [row for row in rows if row in vertices]
+    if with_vertex:
+        gammas = np.array([[np.exp(vertices[row]), 0.0] for row in with_vertex])
+        for row, (v_dev, zero_dev) in zip(with_vertex, together(gammas, np.array(with_vertex))):
+            if v_dev <= best[row][1]:
+                best[row] = (vertices[row], v_dev)
+            at_zero[row] = zero_dev
+    without = [row for row in rows if row not in vertices]
+    if without:
+        at_zero.update(zip(without, together(np.zeros((len(without), 1)), np.array(without))[:, 0]))
+    out, open_rows = {}, []
+    for row in rows:
+        best_log, best_dev = best[row]
+        if at_zero[row] <= best_dev + 1e-9 or best_log <= -14.0:
+            out[row] = (0.0, True)  # boundary: the likelihood is maximised at tau^2 = 0 (lme4: singular)
+        elif best_log >= _FIRST_GRID[-1]:
+            out[row] = _NOT_IDENTIFIED  # still rising at tau^2/sigma^2 = e^9
         else:
-            at_zero = f([0.0])[0]
-    else:
-        at_zero = f([0.0])[0]
-    if at_zero <= best_dev + 1e-9 or best_log <= -14.0:
-        return 0.0, True  # boundary: the likelihood is maximised at tau^2 = 0 (lme4: singular)
-    edge = float(np.exp(_FIRST_GRID[-1]))
-    if best_log >= _FIRST_GRID[-1] or f([edge])[0] <= best_dev + 1e-9 * max(1.0, abs(best_dev)):
-        # still rising at tau^2/sigma^2 = e^9, or as high there as at the best point up to
-        # rounding (a flat profile, e.g. two trials and two trial-level terms, whose "optimum"
-        # only the order of summation decides): no maximum, tau^2 not identified
-        return edge, False
-    return _polish_gamma(f, float(np.exp(best_log))), bool(np.isfinite(best_dev))
+            open_rows.append(row)
+    edge = _NOT_IDENTIFIED[0]
+    at_edge = together(np.full((len(open_rows), 1), edge), np.array(open_rows))[:, 0] if open_rows else []
+    for row, edge_dev in zip(open_rows, at_edge):
+        best_log, best_dev = best[row]
+        if edge_dev <= best_dev + 1e-9 * max(1.0, abs(best_dev)):
+            # as high at tau^2/sigma^2 = e^9 as at the best point up to rounding (a flat
+            # profile, e.g. two trials and two trial-level terms, whose "optimum" only the
+            # order of summation decides): no maximum, tau^2 not identified
+            out[row] = _NOT_IDENTIFIED
+        else:
+            out[row] = (_polish_gamma(profiles[row], float(np.exp(best_log))), bool(np.isfinite(best_dev)))
+    return [out[row] for row in rows]
 
 
 _POLISH_RANGE = 0.01  # in log(gamma): about 16 times the last grid step
