@@ -102,8 +102,7 @@ class TrialRegression:
     def draw(self, rng, scale=1.0):
         """A joint normal draw of (alpha, beta): beta from its marginal, then alpha given
         beta (the exact factorisation of the joint normal)."""
-        fits = TrialRegressions(*(np.asarray(getattr(self, f))[None] for f in TrialRegressions.STACKED),
-                                rss=[self.rss], dof=[self.dof])
+        fits = TrialRegressions(*(np.asarray(getattr(self, f))[None] for f in TrialRegressions.STACKED))
         alpha, beta = fits.draw([rng], np.array([scale]))
         return alpha[0], beta[0]
 
@@ -521,8 +520,9 @@ class ChainedImputer:
     (an unusable baseline value) it is imputed too, from the others. A variable that no
     participant has (no trial measured it) cannot be imputed: it stays missing and is left out
     of the other variables' imputation models. Works on numpy copies (the pandas overhead of
-    rebuilding frames dominated at a million rows): the variables column-major, and the
-    predictors with the exercise interactions row-major, as the regressions read them."""
+    rebuilding frames dominated at a million rows): each variable's values in a row of their
+    own, and the predictors with the exercise interactions row-major, as the regressions read
+    them; ``draws`` keeps one of each per data set drawn side by side."""
 
     ALWAYS = ("exercise", "pain_bl", "function_bl")
 
