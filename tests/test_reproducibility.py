@@ -39,8 +39,8 @@ def test_write_csv_writes_what_pandas_writes(tmp_path, monkeypatch):
     alike, ints, unsigned ints, booleans, text with a comma, a quote or a line break, empty
     text, None, pandas' text type with missing values, Python objects of mixed kinds), over
     several chunks, on an empty frame, a single column with an empty value (the csv module
-    quotes it), and on kinds of column written through pandas (nullable integers,
-    categories, dates)."""
+    quotes it), columns sharing a name, and on kinds of column written through pandas
+    (nullable integers, categories, dates)."""
     from analysis import io
 
     monkeypatch.setattr(io, "_CHUNK_ROWS", 3)
@@ -61,7 +61,9 @@ def test_write_csv_writes_what_pandas_writes(tmp_path, monkeypatch):
     through_pandas = [df.assign(nullable=pd.array([1, None, 3, 4, 5, 6, 7], dtype="Int64")),
                       df.assign(category=pd.Categorical(["a", "b", None, "a", "b", "a", "b"])),
                       df.assign(date=pd.to_datetime(["2020-01-02"] * 6 + [None]))]
-    frames = [df, df.iloc[:0], df[["x"]], df[["trial_id"]].iloc[3:4], df.iloc[:, :0], *through_pandas]
+    repeated_names = df[["x", "n", "trial_id"]].set_axis(["a", "a", "a"], axis=1)
+    frames = [df, df.iloc[:0], df[["x"]], df[["trial_id"]].iloc[3:4], df.iloc[:, :0], repeated_names,
+              *through_pandas]
     for frame in frames:
         io.write_csv(frame, tmp_path / "ours.csv")
         with open(tmp_path / "pandas.csv", "w", newline="", encoding="utf-8") as fh:
