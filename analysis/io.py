@@ -53,7 +53,7 @@ def write_csv(df: pd.DataFrame, path) -> Path:
         writer.writerow(df.columns)
         for start in range(0, len(df), _CHUNK_ROWS):
             part = df.iloc[start:start + _CHUNK_ROWS]
-            writer.writerows(zip(*(_column_text(part.iloc[:, j]) for j in range(part.shape[1]))))
+            writer.writerows(zip(*(_column_text(column) for _, column in part.items())))
 
     return _atomic(path, write)
 
