@@ -37,12 +37,12 @@ _CHUNK_ROWS = 100_000  # rows formatted at a time: text for a million rows at on
 
 def write_csv(df: pd.DataFrame, path) -> Path:
     """``df`` as CSV, floats with ``FLOAT_FORMAT`` and missing values empty: the bytes that
-    ``to_csv(float_format=FLOAT_FORMAT)`` writes (tested), in about a third of the time.
-    pandas formats each float through several Python calls, and gathers every column's
-    values block by block before its ``csv.writer`` writes them; here each column is
-    formatted in one pass (``_column_text``) and the same ``csv.writer`` takes the rows
-    (the derived files of a million participants: 22.7 -> 12.3 s with the first, the demo's
-    derived and results files 61 -> 33 ms with both). Columns of other kinds than those
+    ``to_csv(float_format=FLOAT_FORMAT)`` writes (tested), in less time. pandas formats
+    each float through several Python calls, and gathers every column's values block by
+    block before its ``csv.writer`` writes them; here each column is formatted in one pass
+    (``_column_text``) and the same ``csv.writer`` takes the rows (the derived files of a
+    million participants: 22.7 -> 12.3 s with the first; the demo's 19 derived and results
+    tables, files written, 58 -> 43 ms with both). Columns of other kinds than those
     ``_column_text`` knows go through pandas."""
     if not all(_plain(dtype) for dtype in df.dtypes) or df.shape[1] == 0:
         return _atomic(path, lambda fh: _pandas_csv(df, fh))
